@@ -1,0 +1,68 @@
+"""mtl front door: python main.py -e RUN --config CONFIG [--continue] [--<option> VALUE ...]
+
+Parse -> resolve the config -> build the job -> run it in exp/<RUN>/; nothing else lives here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import sys
+
+from mtl.commands import list_command, prepare_command
+from mtl.config.cli import parse_args, print_options, print_usage, resolve_new, resolve_resume, wrap
+from mtl.errors import UserError
+from mtl.jobs.launch import EXIT_USER, launch
+from mtl.util.run_dir import RunDir, resolve_run_path
+
+
+def run_cli(argv: list[str]) -> int:
+    """main() with user errors printed as one paragraph (no traceback); returns the exit status."""
+    try:
+        return main(argv)
+    except UserError as err:
+        sys.stderr.write("error: " + wrap(str(err)) + "\n")
+        return EXIT_USER
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.list_runs:
+        return list_command(args.exp_root)
+    if args.prepare:
+        workers = args.overrides.pop("workers", None)
+        data_dir = args.overrides.pop("data_dir", "data")
+        if args.overrides:
+            raise UserError(f"--prepare takes --data_dir, --workers and --skip_bad, not --{next(iter(args.overrides))}.")
+        return prepare_command(args.prepare, data_dir, args.skip_bad, int(workers) if workers else None)
+    if args.help and not args.config and not args.resume:
+        print_usage()
+        return 0
+    if args.resume:
+        if not args.exp_id:
+            raise UserError("--continue needs the run name: python main.py -e RUN --continue")
+        run = RunDir(resolve_run_path(args.exp_root, args.exp_id), args.exp_id)
+        if not run.exists():
+            raise UserError(f"there is no run {args.exp_id!r} under {args.exp_root}/ to continue; "
+                            "drop --continue to start it (with --config).")
+        saved = run.read_config()
+        job, opts = resolve_resume(args, saved)
+        config_name = saved.get("config")
+    else:
+        job, opts, config_name = resolve_new(args)
+    if args.help:
+        print_options(job, opts, config_name)
+        return 0
+    if not args.exp_id:
+        raise UserError("name the run with -e RUN (a folder under exp/), e.g. -e my_first_run.")
+    if not args.resume:
+        run = RunDir(resolve_run_path(args.exp_root, args.exp_id), args.exp_id)
+        run.create(overwrite=args.overwrite)
+    run.write_config({"job": job.name, "config": config_name, "options": dataclasses.asdict(opts),
+                      "command": ["python", "main.py", *argv], "written": dt.datetime.now().isoformat(timespec="seconds")})
+    root_flag = "" if args.exp_root == "exp" else f" --exp_root {args.exp_root}"
+    return launch(job, opts, run, args.resume, f"python main.py -e {args.exp_id}{root_flag} --continue")
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(sys.argv[1:]))

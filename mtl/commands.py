@@ -1,0 +1,32 @@
+"""The commands of main.py that are not jobs: --list and --prepare."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mtl.config.loader import describe_configs
+from mtl.util.run_dir import list_runs
+
+
+def list_command(exp_root: str, out=None) -> int:
+    """Print the configs and the runs under exp_root with their status."""
+    out = out or sys.stdout
+    out.write("configs:\n")
+    for name, job, description in describe_configs():
+        out.write(f"  {name:<28} {job:<9} {description}\n")
+    runs = list_runs(exp_root)
+    out.write(f"\nruns under {exp_root}/:" + ("" if runs else " none") + "\n")
+    for exp_id, status in runs:
+        error = f"  ({status['error']})" if status.get("error") else ""
+        out.write(f"  {exp_id:<40} {status.get('state', 'unknown'):<12} {status.get('updated', '')}{error}\n")
+    return 0
+
+
+def prepare_command(name: str, data_dir: str, skip_bad: bool, workers: int | None) -> int:
+    """Convert a dataset to HDF5 (and generate the mini-decathlon first when asked for it)."""
+    from mtl.data.prepare import prepare_dataset
+
+    report = prepare_dataset(name, Path(data_dir), skip_bad=skip_bad, workers=workers)
+    sys.stdout.write(f"prepared {name}: {report}\n")
+    return 0

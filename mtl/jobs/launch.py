@@ -1,0 +1,72 @@
+"""Run a job inside its run folder: logging, status.json, signals, error handling, results.json."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from mtl.errors import UserError
+from mtl.jobs import Job
+from mtl.jobs.context import JobContext
+from mtl.util.checkpoint import CheckpointStore
+from mtl.util.device import resolve_device
+from mtl.util.logging import setup_logging
+from mtl.util.rng import seed_everything
+from mtl.util.run_dir import RunDir
+from mtl.util.signals import Interrupted, StopFlag
+from mtl.util.tensorboard import MetricsWriter
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USER = 0, 1, 2
+
+
+def launch(job: Job, opts, run: RunDir, resuming: bool, resume_command: str) -> int:
+    """Run `job` with `opts` in `run`; returns the process exit status.
+
+    0 done; 2 user error (message printed, no traceback); 1 internal error (traceback in log.txt);
+    128 + signal number when SIGINT / SIGTERM stopped it after a checkpoint.
+    """
+    log = setup_logging(run.log_path)
+    stop = StopFlag().install()
+    checkpoints = CheckpointStore(run.checkpoint_dir, opts.keep_checkpoints, job.higher_is_better)
+    tb = MetricsWriter(run.path, purge_step=checkpoints.latest_step() if resuming else None)
+    run.write_status("running", job=job.name)
+    log.info("%s run %s (%s) in %s", "continuing" if resuming else "starting", run.exp_id, job.name, run.path)
+    try:
+        device = resolve_device(opts.device)
+        seed_everything(opts.seed)
+        ctx = JobContext(opts, run, device, log, tb, checkpoints, stop, resuming)
+        results = job.run(ctx)
+        run.write_results(results)
+        run.write_status("done", job=job.name)
+        log.info("done: results in %s", run.results_path)
+        return EXIT_OK
+    except Interrupted as stopped:
+        run.write_status("interrupted", job=job.name, signal=str(stopped))
+        log.warning("stopped by %s after saving a checkpoint. Resume with:\n  %s", stopped, resume_command)
+        return 128 + stopped.signum
+    except UserError as err:
+        run.write_status("failed", job=job.name, error=str(err))
+        log.error("%s", err)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        run.write_status("interrupted", job=job.name, signal="SIGINT (twice)")
+        log.warning("stopped at once (second Ctrl-C). Resume from the last checkpoint with:\n  %s",
+                    resume_command)
+        return 130
+    except Exception as err:  # noqa: BLE001 - internal error: keep the traceback, mark the run failed
+        summary = f"{type(err).__name__}: {err}"
+        run.write_status("failed", job=job.name, error=summary)
+        _log_traceback(log, err)
+        log.error("internal error (%s); the traceback is in %s", summary, run.log_path)
+        return EXIT_INTERNAL
+    finally:
+        tb.close()
+        stop.uninstall()
+
+
+def _log_traceback(log: logging.Logger, err: BaseException) -> None:
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    for handler in log.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.stream.write(text)
+            handler.flush()

@@ -1,0 +1,1 @@
+"""Generic run machinery: atomic files, checkpoints, run folders, logging, seeding, signals."""

@@ -1,0 +1,104 @@
+"""The run folder exp/<id>/: config.json, status.json, results.json, log.txt, events, checkpoints/."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from mtl.errors import UserError
+from mtl.util.atomic import atomic_write_json, read_json
+
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.=+-]+(/[A-Za-z0-9_.=+-]+)*$")
+
+
+def resolve_run_path(exp_root: str | Path, exp_id: str) -> Path:
+    """exp_root/exp_id, refusing ids that are empty, absolute or escape exp_root."""
+    if not exp_id or not _ID_PATTERN.match(exp_id) or any(p in (".", "..") for p in exp_id.split("/")):
+        raise UserError(
+            f"-e {exp_id!r} is not a valid run name. Use letters, digits and . _ - = +, with '/' to nest "
+            "runs (e.g. sweep/t3); '..' and absolute paths are refused."
+        )
+    root = Path(exp_root).resolve()
+    path = (root / exp_id).resolve()
+    if root not in path.parents:
+        raise UserError(f"-e {exp_id!r} points outside the experiment root {root}.")
+    return path
+
+
+class RunDir:
+    """One run's folder and the small JSON files in it."""
+
+    def __init__(self, path: str | Path, exp_id: str):
+        self.path = Path(path)
+        self.exp_id = exp_id
+
+    config_path = property(lambda self: self.path / "config.json")
+    status_path = property(lambda self: self.path / "status.json")
+    results_path = property(lambda self: self.path / "results.json")
+    log_path = property(lambda self: self.path / "log.txt")
+    checkpoint_dir = property(lambda self: self.path / "checkpoints")
+
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def create(self, overwrite: bool = False) -> None:
+        """Make a fresh folder; an existing run is moved aside with `overwrite`, else refused."""
+        if self.path.exists() and any(self.path.iterdir()):
+            if not overwrite:
+                raise UserError(
+                    f"run {self.exp_id!r} already exists at {self.path}. Resume it with --continue, "
+                    "pick another -e name, or pass --overwrite to move the old folder aside (nothing is deleted)."
+                )
+            self.path.rename(self._aside_path())
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def _aside_path(self) -> Path:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        candidate = self.path.with_name(f"{self.path.name}.old-{stamp}")
+        n = 1
+        while candidate.exists():
+            candidate = self.path.with_name(f"{self.path.name}.old-{stamp}-{n}")
+            n += 1
+        return candidate
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_json(self.config_path, config)
+
+    def read_config(self) -> dict[str, Any]:
+        return read_json(self.config_path)
+
+    def write_status(self, state: str, **extra: Any) -> None:
+        """state is one of running / done / failed / interrupted."""
+        status = {"state": state, "updated": _now(), "pid": os.getpid(), **extra}
+        atomic_write_json(self.status_path, status)
+
+    def read_status(self) -> dict[str, Any]:
+        try:
+            return read_json(self.status_path)
+        except (OSError, ValueError):
+            return {"state": "unknown"}
+
+    def write_results(self, results: dict[str, Any]) -> None:
+        atomic_write_json(self.results_path, results)
+
+
+def list_runs(exp_root: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """(run id, status) of every run folder (one holding config.json) under exp_root, sorted."""
+    root = Path(exp_root)
+    if not root.is_dir():
+        return []
+    runs = []
+    for config in sorted(root.rglob("config.json")):
+        folder = config.parent
+        if ".old-" in str(folder.relative_to(root)):
+            continue
+        run = RunDir(folder, str(folder.relative_to(root)))
+        runs.append((run.exp_id, run.read_status()))
+    return runs
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")

@@ -1,0 +1,59 @@
+"""Shared fixtures: run main.py in a subprocess inside a temporary experiment root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_main(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300):
+    """Run `python main.py ARGS` in `cwd` (so exp/ lands there); returns the CompletedProcess."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full_env.pop("MTL_FAULT", None) if not (env and "MTL_FAULT" in env) else None
+    return subprocess.run([sys.executable, str(REPO / "main.py"), *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def main_runner(tmp_path):
+    """Callable running main.py with tmp_path as the working directory."""
+
+    def runner(*args: str, env: dict[str, str] | None = None):
+        return run_main(list(args), tmp_path, env)
+
+    runner.cwd = tmp_path
+    return runner
+
+
+class _Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """Callable running main.py's run_cli in this process, with tmp_path as the working directory.
+
+    Much faster than a subprocess (no torch import per call); crash tests use `main_runner`.
+    """
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    import main as main_module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MTL_FAULT", raising=False)
+
+    def runner(*args: str) -> _Result:
+        capsys.readouterr()
+        code = main_module.run_cli(list(args))
+        out = capsys.readouterr()
+        return _Result(code, out.out, out.err)
+
+    runner.cwd = tmp_path
+    return runner
