@@ -24,9 +24,13 @@ def list_command(exp_root: str, out=None) -> int:
 
 
 def prepare_command(name: str, data_dir: str, skip_bad: bool, workers: int | None) -> int:
-    """Convert a dataset to HDF5 (and generate the mini-decathlon first when asked for it)."""
-    from mtl.data.prepare import prepare_dataset
+    """Convert data_dir/<name>/ to HDF5 (generating the mini-decathlon first when asked for it)."""
+    from mtl.data.prepare import REPORT_NAME, prepare_dataset
 
-    report = prepare_dataset(name, Path(data_dir), skip_bad=skip_bad, workers=workers)
-    sys.stdout.write(f"prepared {name}: {report}\n")
+    folder = Path(data_dir) / name
+    report = prepare_dataset(name, folder, skip_bad=skip_bad, workers=workers)
+    for domain, entry in report["domains"].items():
+        sys.stdout.write(f"  {domain:<16} {entry.get('status', '')}\n")
+    sys.stdout.write(f"prepared {name} in {folder} (report: {folder / REPORT_NAME}; "
+                     f"{report['skipped_total']} image(s) skipped)\n")
     return 0

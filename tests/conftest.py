@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 
+# Tiny models: one thread per process is faster than two fighting over 2 cores (pytest + a subprocess).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -57,3 +63,13 @@ def cli(tmp_path, monkeypatch, capsys):
 
     runner.cwd = tmp_path
     return runner
+
+
+@pytest.fixture(scope="session")
+def mini_data_dir(tmp_path_factory) -> Path:
+    """A data root holding the prepared mini-decathlon, built once per test session."""
+    from mtl.data.mini import ensure_mini_decathlon
+
+    root = tmp_path_factory.getbasetemp() / "shared_data"
+    ensure_mini_decathlon(root)
+    return root

@@ -17,6 +17,7 @@ JOBS = Registry("job kind")
 # Module that registers each job kind; imported on first use.
 _JOB_MODULES = {
     "toy": "mtl.jobs.toy",
+    "train": "mtl.jobs.train",
 }
 
 

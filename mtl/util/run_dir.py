@@ -41,6 +41,11 @@ class RunDir:
     log_path = property(lambda self: self.path / "log.txt")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
 
+    @property
+    def exp_root(self) -> Path:
+        """The experiment root this run lives under (exp/ for exp/sweep/t3)."""
+        return self.path.parents[len(self.exp_id.split("/")) - 1]
+
     def exists(self) -> bool:
         return self.config_path.exists()
 

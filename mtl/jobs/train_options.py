@@ -1,0 +1,68 @@
+"""Options of the train job (single-task, partitioned multi-task)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mtl.config.options import RunOptions, option
+from mtl.errors import UserError
+
+
+@dataclass
+class TrainOptions(RunOptions):
+    """Mixed-task training as in the original: one task's batch per step, that task's own SGD."""
+
+    dataset: str = option("mini_decathlon", "dataset under data_dir", choices=("decathlon", "mini_decathlon"))
+    task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
+    model: str = option("partitioned_resnet26", "model: resnet26 or partitioned_resnet26")
+    width: float = option(1.0, "channel width factor of ResNet-26")
+    dropout: float = option(0.3, "dropout before the heads")
+    last_third_only: bool = option(False, "freeze the conv weights of the stem and the first two stages")
+    partition: str = option("share_all", "partition: share_all, independent, share_fwd_only, "
+                            "share_fixed:S, random, or a partition .json file")
+    partition_layers: str = option("last_stage_conv1", "partitioned layers: last_stage_conv1, last_stage, all")
+    exec_mode: str = option("sliced", "partitioned execution: sliced (fast) or masked (same results)",
+                            resume_safe=True, choices=("sliced", "masked"))
+    partition_seed: int = option(0, "seed of the mask sampler (and of the random partition)")
+    init_from: str = option("", "initialise weights from another run (exp/<id> or <id>; its best checkpoint)")
+    num_rounds: int = option(40, "rounds of training then validation", resume_safe=True)
+    train_iters: int = option(5000, "training steps per round")
+    batch_size: int = option(64, "images per step")
+    lr: float = option(0.05, "SGD learning rate")
+    momentum: float = option(0.9, "SGD momentum (Nesterov)")
+    weight_decay: float = option(1e-4, "weight decay")
+    lr_drop_steps: list[int] = option([150000], "global steps at which the LR is divided by lr_drop_factor")
+    lr_drop_factor: float = option(10.0, "LR divisor at each drop")
+    curriculum: str = option("train_accuracy", "task sampling: uniform, proportional, train_accuracy",
+                             choices=("uniform", "proportional", "train_accuracy"))
+    train_on_valid: bool = option(False, "train on train + val (the benchmark rules allow it)")
+    input_res: int = option(72, "input resolution (below 72: downscaled on the device, for CPU demos)")
+    val_max_images: int = option(0, "validate on at most this many images per task (0 = all)", resume_safe=True)
+    eval_batch_size: int = option(256, "images per evaluation batch", resume_safe=True)
+    amp: bool = option(True, "bf16 autocast on CUDA (ignored on CPU)", resume_safe=True)
+    channels_last: bool = option(True, "channels_last memory format on CUDA", resume_safe=True)
+    compile: bool = option(False, "torch.compile the model (first steps slower)", resume_safe=True)
+    prefetch: int = option(2, "batches read ahead by the loader", resume_safe=True)
+    in_memory: bool = option(False, "hold the training images in RAM", resume_safe=True)
+    write_submission: bool = option(False, "predict the test split and write submission.json at the end",
+                                    resume_safe=True)
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("num_rounds", "train_iters", "batch_size", "input_res"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name} must be at least 1 (got {getattr(self, name)}).")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"--dropout must be in [0, 1) (got {self.dropout}).")
+        if self.lr <= 0 or self.width <= 0:
+            raise UserError("--lr and --width must be positive.")
+        self.task_names()
+
+    def task_names(self) -> list[str]:
+        """The chosen domains, in task order; UserError for a bad --task_choice."""
+        from mtl.data.domains import get_dataset, parse_task_choice
+
+        try:
+            return parse_task_choice(self.task_choice, get_dataset(self.dataset))
+        except ValueError as err:
+            raise UserError(f"{err} (dataset {self.dataset})") from None

@@ -1,0 +1,1 @@
+"""Meta-optimization: search spaces, optimizers, objectives, workers, results store, search loop, reports."""

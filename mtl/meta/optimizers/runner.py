@@ -1,0 +1,51 @@
+"""Runner: a fixed list of named variants x `trials`, all in one generation (baselines, seed studies).
+
+Like the original's `runner` (reference/original-system.md §3.10): candidate ids are
+`trial_<k>/<variant>`, and all variants of trial k share one seed (common random numbers).
+Variants are params dicts, checked against the space.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from mtl.errors import UserError
+from mtl.meta.optimizers.base import OPTIMIZERS, Candidate, MetaOptimizer, derive_seed
+from mtl.meta.space import Space
+
+
+@OPTIMIZERS.register("runner")
+class Runner(MetaOptimizer):
+    """Evaluates `variants` ({name: params}) `trials` times each; finished after one generation."""
+
+    name = "runner"
+
+    def __init__(self, space: Space, seed: int = 0, variants: Mapping[str, Mapping[str, Any]] | None = None,
+                 trials: int = 1):
+        super().__init__(space, seed)
+        if not variants:
+            raise UserError("runner needs at least one variant")
+        bad = [n for n in variants if not n or "/" in n]
+        if bad:
+            raise UserError(f"runner variant names must be non-empty and contain no '/': {bad}")
+        self.variants = {name: dict(params) for name, params in variants.items()}
+        self.vectors = {name: space.to_vector(params) for name, params in self.variants.items()}
+        self.trials = int(trials)
+
+    def options(self) -> dict:
+        return {"variants": self.variants, "trials": self.trials}
+
+    @property
+    def finished(self) -> bool:
+        return self.generation > 0
+
+    def ask(self) -> list[Candidate]:
+        if self.finished:
+            return []
+        out = []
+        for trial in range(self.trials):
+            seed = derive_seed(self.seed, trial)
+            for name, params in self.variants.items():
+                out.append(self._candidate(len(out), params, self.vectors[name], cid=f"trial_{trial}/{name}",
+                                           seed=seed))
+        return out

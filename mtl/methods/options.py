@@ -1,0 +1,67 @@
+"""Typed method options: building them from dicts (config files, command line) and value checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any, Mapping, Sequence
+
+from mtl.errors import UserError
+from mtl.registry import unknown_name_message
+
+
+def check_choice(option: str, value: Any, choices: Sequence[Any]) -> None:
+    """UserError unless `value` is one of `choices` (used by the options dataclasses)."""
+    if value not in choices:
+        raise UserError(f"method option {option}={value!r} is not one of {', '.join(map(repr, choices))}")
+
+
+def check_positive(option: str, value: float, allow_zero: bool = False) -> None:
+    """UserError unless `value` > 0 (or >= 0 with allow_zero)."""
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UserError(f"method option {option}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
+
+
+def options_from_dict(options_cls: type, values: Mapping[str, Any] | None, method: str = "") -> Any:
+    """Build a method's options dataclass from a dict, with close-match errors for unknown keys.
+
+    Strings are converted to the field type (as they come from the command line); ints are accepted
+    for float fields.
+    """
+    if values is None:
+        return options_cls()
+    if dataclasses.is_dataclass(values) and not isinstance(values, type):
+        return values
+    fields = {f.name: f for f in dataclasses.fields(options_cls)}
+    hints = typing.get_type_hints(options_cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise UserError(unknown_name_message(f"option of method {method or options_cls.__name__}",
+                                                 key, fields))
+        kwargs[key] = _coerce(key, value, hints[key])
+    return options_cls(**kwargs)
+
+
+def _coerce(key: str, value: Any, kind: Any) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            if isinstance(value, (bool, int)):
+                return bool(value)
+        elif kind is int and not isinstance(value, bool):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        elif kind is float and not isinstance(value, bool):
+            return float(value)
+        elif kind is str and isinstance(value, str):
+            return value
+        else:
+            return value
+    except (TypeError, ValueError):
+        pass
+    raise UserError(f"method option {key}={value!r} should be of type {getattr(kind, '__name__', kind)}")

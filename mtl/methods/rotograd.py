@@ -1,0 +1,255 @@
+"""rotograd: per-task rotations of the shared representation (Javaloy & Valera, "RotoGrad", ICLR 2022).
+
+Variants (adrianjav/rotograd): ``rotate_only`` (RotateOnly), ``rotograd`` (RotoGrad: rotations +
+gradient-magnitude homogenisation) and ``rotograd_norm`` (RotoGradNorm: rotations + GradNorm
+weights), registered under those three names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from mtl.errors import UserError
+from mtl.methods.base import METHODS, Method, StepInfo, check_choice, check_positive, make_optimizer
+from mtl.methods.gramian import write_head_grads
+
+VARIANTS = ("rotate_only", "rotograd", "rotograd_norm")
+
+
+@dataclass
+class RotoGradOptions:
+    variant: str = field(default="rotograd", metadata={"help": "rotate_only | rotograd | rotograd_norm"})
+    rotation_size: int = field(default=0, metadata={
+        "help": "rotate the first N features of the representation (0 = all; taken from the first forward)"})
+    optimizer: str = field(default="adam", metadata={"help": "optimizer of rotations (and GradNorm weights)"})
+    lr: float = field(default=1e-3, metadata={"help": "its learning rate (README: smaller than the model's)"})
+    burn_in: int = field(default=20, metadata={
+        "help": "step at which the reference losses / gradient norms are re-taken (burn_in_period)"})
+    alpha: float = field(default=1.0, metadata={"help": "GradNorm alpha of rotograd_norm"})
+    normalize_losses: bool = field(default=False, metadata={
+        "help": "heads get the gradient of L_k / L_k(t0) instead of L_k"})
+    coop_after: int = field(default=-1, metadata={
+        "help": "step from which cooperative mode is on: rotations also follow the task losses (-1: never)"})
+    cache_rotations: bool = field(default=True, metadata={
+        "help": "compute each rotation once per parameter update (geotorch 'cached')"})
+
+    def __post_init__(self) -> None:
+        check_choice("variant", self.variant, VARIANTS)
+        check_choice("optimizer", self.optimizer, ("adam", "sgd"))
+        check_positive("rotation_size", self.rotation_size, allow_zero=True)
+        check_positive("lr", self.lr)
+        check_positive("alpha", self.alpha, allow_zero=True)
+
+
+@dataclass
+class RotateOnlyOptions(RotoGradOptions):
+    variant: str = field(default="rotate_only", metadata={"help": "rotate_only | rotograd | rotograd_norm"})
+
+
+@dataclass
+class RotoGradNormOptions(RotoGradOptions):
+    variant: str = field(default="rotograd_norm", metadata={"help": "rotate_only | rotograd | rotograd_norm"})
+
+
+def rotate(z: Tensor, rotation: Tensor) -> Tensor:
+    """R applied to the first r features (dim 1) of z: z_lo <- R z_lo."""
+    size = rotation.shape[0]
+    zt = z.movedim(1, -1)
+    lo = zt[..., :size] @ rotation.T
+    out = torch.cat([lo, zt[..., size:]], -1) if size < zt.shape[-1] else lo
+    return out.movedim(-1, 1)
+
+
+def rotate_back(g: Tensor, rotation: Tensor) -> Tensor:
+    """R^T applied like ``rotate`` (a gradient w.r.t. R z becomes one w.r.t. z)."""
+    return rotate(g, rotation.T)
+
+
+@METHODS.register("rotograd")
+class RotoGrad(Method):
+    """Head k reads R_k z; R_k (orthogonal, R = expm(A - A^T)) is trained to align task gradients.
+
+    Javaloy & Valera, ICLR 2022; adrianjav/rotograd 0.1.6 ``rotograd.py``. The model calls
+    ``adapt_representation(z, k)`` (forward uses R_k detached). In ``backward``, with g'_k the
+    gradient w.r.t. R_k z and g_k = R_k^T g'_k the one w.r.t. z:
+
+    * rotation loss sum_k mean_rows ||R_k v - g'_k||^2, v = mean_k of g_k rescaled to the norm of
+      mean_k g_k; only the rotations receive it (rows = samples, and positions of feature maps);
+    * the representation receives sum_k c_k g_k: rotate_only c_k = 1; rotograd c_k = C / ||g_k||,
+      C = sum_k a_k ||g_k||, a_k = the convergence ratios ||g_k|| / ||g_k(t0)|| normalised to sum 1;
+      rotograd_norm c_k = w_k, GradNorm weights w = K softmax(s) trained on
+      sum_k | w_k ||g_k|| - ||mean_j w_j g_j|| (Ltilde_k / mean Ltilde)^alpha |, Ltilde_k = L_k / L_k(t0);
+    * heads get their own gradient (of L_k / L_k(t0) with ``normalize_losses``).
+
+    t0 = first step, re-taken at ``burn_in``. Cooperative mode (rotograd <= 0.1.4 ``model.coop``;
+    ``coop_after`` or ``coop(True)``): the forward uses R_k with gradient, so the rotations also
+    descend the task losses. The rotations (and GradNorm logits) are stepped by the method's own
+    optimizer. Works with one shared representation tensor (or one per task of equal shape).
+    """
+
+    Options = RotoGradOptions
+    sources = ("representation",)
+
+    def __init__(self, num_tasks, options=None):
+        super().__init__(num_tasks, options)
+        self.register_parameter("skew", None)
+        self.register_parameter("gn_logits", None)
+        self.register_buffer("initial_losses", torch.ones(num_tasks))
+        self.register_buffer("initial_norms", torch.ones(num_tasks))
+        self._coop = False
+        self._rotated: list[Tensor | None] = [None] * num_tasks
+        self._cache: tuple[int, Tensor] | None = None
+        if self.options.rotation_size:
+            self._materialize(self.options.rotation_size, torch.device("cpu"))
+
+    # ---- parameters ----------------------------------------------------------------------------
+    def _materialize(self, size: int, device: torch.device) -> None:
+        self.skew = nn.Parameter(torch.zeros(self.num_tasks, size, size, device=device))
+        params = [self.skew]
+        if self.options.variant == "rotograd_norm":
+            self.gn_logits = nn.Parameter(torch.zeros(self.num_tasks, device=device))
+            params.append(self.gn_logits)
+        self._optimizer = make_optimizer(params, self.options.optimizer, self.options.lr)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if self.skew is None and prefix + "skew" in state_dict:
+            self._materialize(state_dict[prefix + "skew"].shape[-1], self.initial_losses.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def rotations(self, differentiable: bool = False) -> Tensor:
+        """The K orthogonal matrices expm(A_k - A_k^T); detached ones are cached until A changes."""
+        if differentiable:
+            return torch.linalg.matrix_exp(self.skew - self.skew.transpose(1, 2))
+        key = self.skew._version
+        if not self.options.cache_rotations or self._cache is None or self._cache[0] != key \
+                or self._cache[1].device != self.skew.device:
+            with torch.no_grad():
+                self._cache = (key, torch.linalg.matrix_exp(self.skew - self.skew.transpose(1, 2)))
+        return self._cache[1]
+
+    def _rotation(self, task: int, differentiable: bool) -> Tensor:
+        if differentiable:
+            a = self.skew[task]
+            return torch.linalg.matrix_exp(a - a.T)
+        return self.rotations()[task]
+
+    def coop(self, mode: bool = True) -> None:
+        """Switch cooperative mode on or off (like rotograd 0.1.4 ``model.coop``)."""
+        self._coop = bool(mode)
+
+    def _coop_on(self) -> bool:
+        after = self.options.coop_after
+        return self._coop or (after >= 0 and self.step_count >= after)
+
+    # ---- forward hook --------------------------------------------------------------------------
+    def adapt_representation(self, z: Tensor, task: int) -> Tensor:
+        if self.skew is None:
+            if z.dim() < 2:
+                raise UserError("rotograd needs a representation with a feature dimension (dim 1)")
+            self.to(z.device)
+            self._materialize(z.shape[1], z.device)
+        else:
+            self._follow_device(z.device)
+        rotated = rotate(z, self._rotation(task, differentiable=self._coop_on()))
+        if rotated.requires_grad:
+            self._rotated[task] = rotated
+        return rotated
+
+    # ---- backward ------------------------------------------------------------------------------
+    def _backward(self, losses, parts, source):
+        reps = parts.tensors("representation")
+        if any(r is None for r in self._rotated):
+            raise UserError("rotograd: the model must feed head k with method.adapt_representation(z, k)")
+        rotated, self._rotated = self._rotated, [None] * self.num_tasks
+        values = torch.stack([loss.detach() for loss in losses]).float()
+        if self.step_count in (0, self.options.burn_in):
+            self.initial_losses.copy_(values)
+        coop = self._coop_on()
+        extra = [self.skew] if coop else []
+        task_grads, head_grads, coop_grads = self._task_gradients(losses, rotated, parts, extra)
+        rotation = self.rotations()
+        grads = torch.stack([rotate_back(g, rotation[k]) for k, g in enumerate(task_grads)])
+        self._rotation_loss(grads, task_grads).backward()
+        coefficients = self._coefficients(grads, values / self.initial_losses)
+        shaped = [c * g for c, g in zip(coefficients.tolist(), grads)]
+        if len(reps) == 1:
+            torch.autograd.backward(reps, [sum(shaped)])
+        else:
+            torch.autograd.backward(reps, shaped)
+        scale = 1.0 / self.initial_losses if self.options.normalize_losses else torch.ones(self.num_tasks)
+        write_head_grads(parts, head_grads, scale.cpu())
+        if coop:
+            self.skew.grad = self.skew.grad + sum(g[0] for g in coop_grads if g[0] is not None)
+        self._step_own_optimizer()
+        return StepInfo(coefficients.tolist(), "representation", "unweighted",
+                        {"rotation_loss": self._last_rotation_loss})
+
+    def _task_gradients(self, losses, rotated, parts, extra):
+        heads = list(parts.task_params)
+        task_grads, head_grads, extra_grads = [], [], []
+        for loss, r in zip(losses, rotated):
+            grads = torch.autograd.grad(loss, [r] + heads + extra, retain_graph=True, allow_unused=True)
+            task_grads.append(torch.zeros_like(r) if grads[0] is None else grads[0].detach())
+            head_grads.append(list(grads[1:1 + len(heads)]))
+            extra_grads.append(list(grads[1 + len(heads):]))
+        return task_grads, head_grads, extra_grads
+
+    def _rotation_loss(self, grads: Tensor, task_grads: list[Tensor]) -> Tensor:
+        """sum_k mean over rows of ||R_k v - g'_k||^2 (gradient reaches the rotations only)."""
+        flat = grads.reshape(grads.shape[0], -1)
+        mean = flat.mean(0)
+        norms = flat.norm(dim=1, keepdim=True).clamp_min(1e-15)
+        target = (flat * (mean.norm() / norms)).mean(0).view_as(grads[0])
+        rotations = self.rotations(differentiable=True)
+        loss = 0.0
+        for k, g in enumerate(task_grads):
+            diff = (rotate(target, rotations[k]) - g).movedim(1, -1)
+            loss = loss + diff.pow(2).sum(-1).mean()
+        self._last_rotation_loss = float(loss.detach())
+        return loss
+
+    def _coefficients(self, grads: Tensor, relative_losses: Tensor) -> Tensor:
+        """c_k of the representation update sum_k c_k g_k for the variant."""
+        norms = grads.reshape(grads.shape[0], -1).norm(dim=1).clamp_min(1e-15)
+        if self.step_count in (0, self.options.burn_in):
+            self.initial_norms.copy_(norms)
+        if self.options.variant == "rotate_only":
+            return torch.ones(self.num_tasks)
+        if self.options.variant == "rotograd":
+            ratios = norms / self.initial_norms
+            shares = ratios / ratios.sum().clamp_min(1e-15)
+            return ((shares * norms).sum() / norms).cpu()
+        return self._gradnorm_weights(grads, norms, relative_losses)
+
+    def _gradnorm_weights(self, grads: Tensor, norms: Tensor, relative_losses: Tensor) -> Tensor:
+        k = self.num_tasks
+        weights = k * torch.softmax(self.gn_logits, 0)
+        mean_grad = (weights.detach().view(-1, *[1] * (grads.dim() - 1)) * grads).sum(0) / k
+        ratio = relative_losses.to(norms.device) / relative_losses.mean()
+        target = mean_grad.norm() * ratio ** self.options.alpha
+        (norms * weights - target).abs().sum().backward()
+        return weights.detach().cpu()
+
+    def _extra_state(self):
+        return {"coop": self._coop}
+
+    def _load_extra_state(self, state):
+        self._coop = bool(state["coop"])
+        self._cache = None
+
+
+@METHODS.register("rotate_only")
+class RotateOnly(RotoGrad):
+    """RotoGrad's rotations without magnitude homogenisation (rotograd ``RotateOnly``)."""
+
+    Options = RotateOnlyOptions
+
+
+@METHODS.register("rotograd_norm")
+class RotoGradNorm(RotoGrad):
+    """RotoGrad's rotations with GradNorm weights on the representation gradients (``RotoGradNorm``)."""
+
+    Options = RotoGradNormOptions

@@ -1,0 +1,1 @@
+"""Training: loops, optimizers and schedules, evaluation and metrics, multi-task method glue."""

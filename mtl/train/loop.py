@@ -1,0 +1,78 @@
+"""The training step and evaluation of the train job: plain functions returning metric dicts."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mtl.data.loader import eval_batches
+from mtl.train.metrics import correct_count
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA when enabled; a no-op context on CPU (CPU runs stay in float32)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, task: str, images: torch.Tensor,
+               labels: torch.Tensor, *, amp: bool) -> dict[str, float]:
+    """One step of one task: forward, loss, backward, that task's optimizer step.
+
+    Returns:
+        loss and accuracy of the batch (floats, synchronised).
+    """
+    model.train()
+    with autocast(images.device, amp):
+        logits = model(images, task)
+    loss = F.cross_entropy(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    # Partitioned models undo updates a task may not make (backward masks, weight decay, momentum).
+    guard = model.guard_update(task) if hasattr(model, "guard_update") else contextlib.nullcontext()
+    with guard:
+        optimizer.step()
+    correct = correct_count(logits.detach(), labels)
+    return {"loss": loss.item(), "accuracy": correct / len(labels)}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data_dir: str | Path, tasks: list[str], split: str, *, device: torch.device,
+             input_res: int, batch_size: int, max_images: int = 0, amp: bool = False,
+             channels_last: bool = False, keep_predictions: bool = False) -> dict[str, dict[str, Any]]:
+    """Accuracy and loss of every task on a split (the first `max_images` images, 0 = all).
+
+    Returns:
+        task -> {"accuracy", "loss", "count"} plus "image_ids" and "predicted" lists when
+        `keep_predictions` (labels of an unlabelled split are -1: accuracy is then meaningless).
+    """
+    model.eval()
+    results = {}
+    for task in tasks:
+        total_loss, correct, count, ids, predicted = 0.0, 0, 0, [], []
+        for images, labels, image_ids in eval_batches(data_dir, task, split, batch_size=batch_size,
+                                                      device=device, input_res=input_res):
+            if max_images and count >= max_images:
+                break
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with autocast(device, amp):
+                logits = model(images, task).float()
+            labelled = labels >= 0
+            if labelled.any():
+                total_loss += F.cross_entropy(logits[labelled], labels[labelled], reduction="sum").item()
+                correct += correct_count(logits[labelled], labels[labelled])
+            count += len(labels)
+            if keep_predictions:
+                ids.extend(image_ids.tolist())
+                predicted.extend(logits.argmax(1).tolist())
+        results[task] = {"accuracy": correct / max(count, 1), "loss": total_loss / max(count, 1), "count": count}
+        if keep_predictions:
+            results[task].update(image_ids=ids, predicted=predicted)
+    return results
