@@ -73,3 +73,9 @@ def mini_data_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.getbasetemp() / "shared_data"
     ensure_mini_decathlon(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def mini_root(mini_data_dir) -> Path:
+    """The prepared mini-decathlon folder itself (devkit files and <domain>.h5)."""
+    return mini_data_dir / "mini_decathlon"

@@ -9,17 +9,11 @@ import torch
 
 from mtl.data import augment
 from mtl.data.loader import MultiDomainLoader, eval_batches
-from mtl.data.mini import ensure_mini_decathlon
+
 from mtl.data.sampling import domain_probabilities, generator_for
 from mtl.data.store import DomainFile
 
 DOMAINS = ["digits", "shapes", "colors", "symmetry"]
-
-
-@pytest.fixture(scope="session")
-def mini_root(tmp_path_factory):
-    """The mini-decathlon, built once per session (ensure_mini_decathlon is a no-op when present)."""
-    return ensure_mini_decathlon(tmp_path_factory.getbasetemp() / "shared_data")
 
 
 def _loader(root, **kwargs) -> MultiDomainLoader:

@@ -15,12 +15,6 @@ from mtl.data.mini import MINI_DOMAINS, ensure_mini_decathlon
 from mtl.data.store import DomainFile
 
 
-@pytest.fixture(scope="session")
-def mini_root(tmp_path_factory):
-    """The mini-decathlon, built once per session (ensure_mini_decathlon is a no-op when present)."""
-    return ensure_mini_decathlon(tmp_path_factory.getbasetemp() / "shared_data")
-
-
 def test_spec_is_registered_with_alphabetical_codes():
     spec = get_dataset("mini_decathlon")
     assert len(spec.domains) >= 5

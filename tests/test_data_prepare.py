@@ -19,12 +19,6 @@ REPO = Path(__file__).resolve().parent.parent
 DOMAINS = ["colors", "symmetry"]  # 400 images each: small, but several write blocks per domain
 
 
-@pytest.fixture(scope="session")
-def mini_root(tmp_path_factory):
-    """The mini-decathlon, built once per session (ensure_mini_decathlon is a no-op when present)."""
-    return ensure_mini_decathlon(tmp_path_factory.getbasetemp() / "shared_data")
-
-
 def _copy_devkit(source: Path, target: Path) -> Path:
     """Copy the devkit (not the .h5 files) of DOMAINS."""
     (target / "annotations").mkdir(parents=True)

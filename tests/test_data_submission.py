@@ -9,14 +9,8 @@ import torch
 
 from mtl.data.devkit import read_split
 from mtl.data.loader import eval_batches
-from mtl.data.mini import ensure_mini_decathlon
+
 from mtl.data.submission import read_submission, write_submission
-
-
-@pytest.fixture(scope="session")
-def mini_root(tmp_path_factory):
-    """The mini-decathlon, built once per session (ensure_mini_decathlon is a no-op when present)."""
-    return ensure_mini_decathlon(tmp_path_factory.getbasetemp() / "shared_data")
 
 
 def test_submission_round_trips_to_the_released_test_labels(mini_root, tmp_path):

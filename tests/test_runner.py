@@ -125,3 +125,14 @@ def test_tensorboard_events_hold_documented_tags(cli):
     tags = set(events.Tags()["scalars"])
     assert {"blobs_a/train/loss", "blobs_b/train/loss", "train/lr", "blobs_a/val/accuracy"} <= tags
     assert [e.step for e in events.Scalars("blobs_a/val/accuracy")] == [40]
+
+
+def test_prepare_command_reports_each_domain(cli, mini_data_dir):
+    result = cli("--prepare", "mini_decathlon", "--data_dir", str(mini_data_dir))
+    assert result.returncode == 0, result.stderr
+    assert "digits" in result.stdout and "prepared mini_decathlon" in result.stdout
+
+
+def test_prepare_missing_devkit_is_a_user_error(cli, tmp_path):
+    result = cli("--prepare", "decathlon", "--data_dir", str(tmp_path / "nothing"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -234,7 +234,7 @@ def _check_devkit_folder(data_dir: Path, name: str) -> None:
         raise UserError(
             f"{data_dir / 'annotations'} does not exist. Put the {name} devkit there: annotations/"
             f"<domain>_{{train,val,test_stripped}}.json and the images under data/<domain>/ (setup_cloud.sh "
-            f"downloads and extracts them), or pass --data_dir pointing at the devkit folder."
+            f"downloads and extracts them), or pass --data_dir D where D/{name}/ holds the devkit."
         )
 
 
