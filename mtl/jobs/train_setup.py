@@ -34,6 +34,10 @@ def dataset_folder(opts: TrainOptions) -> Path:
 
 def build_train_model(opts: TrainOptions, tasks: list[DomainSpec]) -> nn.Module:
     """The model named by opts.model for these tasks, with the partition options when partitioned."""
+    if opts.model == "graph":
+        from mtl.models.graph_config import build_graph_model
+
+        return build_graph_model(opts.graph_model, tasks, input_res=opts.input_res, grad_source=opts.grad_source)
     kwargs = {"width": opts.width, "dropout": opts.dropout, "last_third_only": opts.last_third_only}
     if opts.model.startswith("partitioned"):
         kwargs.update(partition=opts.partition, partition_layers=opts.partition_layers,
@@ -58,7 +62,7 @@ def init_from_run(model: nn.Module, source: str, exp_root: Path, log: logging.Lo
         raise UserError(f"--init_from {source}: {folder} has no usable checkpoint (is the run finished?).")
     weights = loaded[1]["model"]
     own = model.state_dict()
-    copied = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape and "mask" not in k}
+    copied = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape and not _is_partition_key(k)}
     model.load_state_dict(copied, strict=False)
     skipped = sorted(set(weights) - set(copied))
     log.info("initialised %d/%d tensors from %s (step %d)%s", len(copied), len(own), folder, loaded[0],
@@ -74,3 +78,10 @@ def _run_folder(source: str, exp_root: Path) -> Path:
             return candidate
     raise UserError(f"--init_from {source}: no run folder with checkpoints found (looked in "
                     f"{', '.join(str(c) for c in candidates)}).")
+
+
+def _is_partition_key(key: str) -> bool:
+    # Masks, raw partition and its seed travel together: copying some but not others would leave the
+    # recorded partition out of step with the masks.
+    name = key.rsplit(".", 1)[-1]
+    return name.startswith("masks_") or name.startswith("partition_")
