@@ -35,6 +35,10 @@ def main(argv: list[str]) -> int:
         if args.overrides:
             raise UserError(f"--prepare takes --data_dir, --workers and --skip_bad, not --{next(iter(args.overrides))}.")
         return prepare_command(args.prepare, data_dir, args.skip_bad, int(workers) if workers else None)
+    if args.plot_model:
+        from mtl.models.graph_config import plot_model_command
+
+        return plot_model_command(resolve_new(args)[1], args.plot_model)
     if args.help and not args.config and not args.resume:
         print_usage()
         return 0

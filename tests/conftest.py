@@ -79,3 +79,14 @@ def mini_data_dir(tmp_path_factory) -> Path:
 def mini_root(mini_data_dir) -> Path:
     """The prepared mini-decathlon folder itself (devkit files and <domain>.h5)."""
     return mini_data_dir / "mini_decathlon"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs, loopback, small object store) for the whole test session."""
+    pytest.importorskip("ray")
+    from mtl.meta.ray_pool import start_local_ray, stop_local_ray
+
+    temp_dir = start_local_ray(num_cpus=2, object_store_memory=256 * 2**20)
+    yield
+    stop_local_ray(temp_dir)

@@ -12,14 +12,7 @@ ray = pytest.importorskip("ray")
 
 SPACE = Space((PartitionBlock(("a", "b")), Hyperparameter("lr", 1e-3, 1.0, "log")))
 
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    from mtl.meta.ray_pool import start_local_ray, stop_local_ray
-
-    temp_dir = start_local_ray(num_cpus=2, object_store_memory=256 * 2**20)
-    yield
-    stop_local_ray(temp_dir)
+# ray_cluster: the session fixture in conftest.py (one cluster for every test module).
 
 
 def snapshot(path):

@@ -140,3 +140,32 @@ def test_in_process_pool_evaluates_a_population_in_one_call(tmp_path):
                budget=16)
     assert batch.calls == [8, 8]
     assert snapshot(tmp_path / "a.sqlite") == snapshot(tmp_path / "b.sqlite")
+
+
+class CountingBatchObjective:
+    """A picklable population objective that records, in files, how many candidates each call got."""
+
+    def __init__(self, inner, folder):
+        self.inner, self.folder = inner, str(folder)
+
+    def __call__(self, params, seed):
+        return self.evaluate_batch([params], [seed])[0]
+
+    def evaluate_batch(self, params_list, seeds):
+        from pathlib import Path
+
+        Path(self.folder, f"{os.getpid()}-{seeds[0]}").write_text(str(len(seeds)))
+        return [self.inner(p, s) for p, s in zip(params_list, seeds)]
+
+
+def test_local_pool_splits_a_population_over_its_workers(tmp_path):
+    objective = DebugObjective(SPACE, noise=0.1)
+    es = dict(init_random=8, num_deltas=4, num_to_use=3)
+    run_search(tmp_path / "a.sqlite", create_optimizer("es", SPACE, seed=6, **es), objective, budget=16)
+    (tmp_path / "calls").mkdir()
+    with LocalProcessPool(CountingBatchObjective(objective, tmp_path / "calls"), devices=["cpu", "cpu"]) as pool:
+        run_search(tmp_path / "b.sqlite", create_optimizer("es", SPACE, seed=6, **es), pool=pool, budget=16)
+    assert snapshot(tmp_path / "a.sqlite") == snapshot(tmp_path / "b.sqlite")
+    sizes = sorted(int(p.read_text()) for p in (tmp_path / "calls").iterdir())
+    assert sizes == [4, 4, 4, 4]  # two generations of 8, each split into two calls of 4
+    assert len({p.name.split("-")[0] for p in (tmp_path / "calls").iterdir()}) == 2

@@ -25,6 +25,7 @@ usage: python main.py -e RUN --config CONFIG [--<option> VALUE ...]
        python main.py --config CONFIG --help     every option of a config, with defaults
        python main.py --list                     configs, and runs under exp/ with their status
        python main.py --prepare {decathlon,mini_decathlon} [--data_dir D] [--skip_bad]
+       python main.py --plot_model [PNG] --config CONFIG   draw a graph-composed model (default graph_model.png)
 
   -e, --exp_id RUN     run name: a folder under the experiment root (nested names like sweep/t3 allowed)
   --config CONFIG      module under mtl/config (exp.dec -> mtl/config/exp/dec.py) or a .yaml/.json file
@@ -47,11 +48,13 @@ class RunnerArgs:
     help: bool = False
     prepare: str | None = None
     skip_bad: bool = False
+    plot_model: str | None = None
     overrides: dict[str, str] = field(default_factory=dict)
 
 
 _VALUE_FLAGS = {"-e": "exp_id", "--exp_id": "exp_id", "--config": "config", "--exp_root": "exp_root",
                 "--prepare": "prepare"}
+PLOT_DEFAULT = "graph_model.png"
 _SWITCHES = {"-c": "resume", "--continue": "resume", "--overwrite": "overwrite", "--list": "list_runs",
              "-h": "help", "--help": "help", "--skip_bad": "skip_bad"}
 
@@ -66,6 +69,8 @@ def parse_args(argv: list[str]) -> RunnerArgs:
         if name in _SWITCHES and not has_eq:
             setattr(args, _SWITCHES[name], True)
             i += 1
+        elif name == "--plot_model":  # optional value: the PNG path
+            args.plot_model, i = _take_value(argv, i, name, inline if has_eq else None, default=PLOT_DEFAULT)
         elif name in _VALUE_FLAGS:
             value, i = _take_value(argv, i, name, inline if has_eq else None)
             setattr(args, _VALUE_FLAGS[name], value)

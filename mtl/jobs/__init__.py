@@ -18,6 +18,11 @@ JOBS = Registry("job kind")
 _JOB_MODULES = {
     "toy": "mtl.jobs.toy",
     "train": "mtl.jobs.train",
+    "distill": "mtl.jobs.distill",
+    "proxy_validation": "mtl.jobs.proxy_validation",
+    "methods_benchmark": "mtl.jobs.methods_benchmark",
+    "search": "mtl.jobs.search",
+    "pipeline": "mtl.jobs.pipeline",
 }
 
 

@@ -1,7 +1,9 @@
-"""The train job: single-task or partitioned multi-task ResNet-26 on (mini-)Visual Decathlon.
+"""The train job: single-task, partitioned or graph-composed multi-task models on (mini-)Visual Decathlon.
 
-One task's batch per step, stepped by that task's own SGD optimizer over the shared and its own
-weights (the original's default); rounds of `train_iters` steps, each followed by validation.
+By default (``--mtl_method naive``) one task's batch per step, stepped by that task's own SGD over
+the shared and its own weights (the original's default); any other method takes one batch of every
+task per step and one combined update (mtl/train/method_step.py). Rounds of `train_iters` steps,
+each followed by validation.
 """
 
 from __future__ import annotations
@@ -12,17 +14,19 @@ from pathlib import Path
 import torch
 
 from mtl.data.domains import get_dataset
-from mtl.data.loader import MultiDomainLoader
 from mtl.jobs import register_job
 from mtl.jobs.context import JobContext
 from mtl.jobs.train_options import TrainOptions
 from mtl.jobs.train_setup import build_train_model, dataset_folder, init_from_run
+from mtl.methods import build_method
 from mtl.models.resources import format_resources, task_resources
-from mtl.train.loop import evaluate, train_step
+from mtl.train.loop import evaluate
+from mtl.train.method_step import make_steps
 from mtl.train.metrics import decathlon_score
-from mtl.train.optim import lr_at, make_sgd, set_lr
+from mtl.train.optim import lr_at
 from mtl.util.atomic import atomic_write_json
 from mtl.util.faults import maybe_inject_fault
+from mtl.util.memory import peak_memory, reset_peak
 from mtl.util.rng import capture_rng_state, restore_rng_state
 
 EMA_DECAY = 0.99  # running training accuracy per task, as in the original (feeds the curriculum)
@@ -36,48 +40,55 @@ def run_train(ctx: JobContext) -> dict:
     tasks = opts.task_names()
     folder = dataset_folder(opts)
     model = build_train_model(opts, [spec.domain(t) for t in tasks]).to(ctx.device)
-    resources = task_resources(model, opts.input_res)
-    log.info("tasks: %s\n%s", ", ".join(tasks), format_resources(resources))
-    optimizers = {t: make_sgd(model.parameters_for(t), opts.lr, opts.momentum, opts.weight_decay, True)
-                  for t in tasks}
-    loader = MultiDomainLoader(folder, tasks, batch_size=opts.batch_size, device=ctx.device, seed=opts.seed,
-                               policy=opts.curriculum, train_on_valid=opts.train_on_valid,
-                               input_res=opts.input_res, prefetch=opts.prefetch, in_memory=opts.in_memory)
-    state = {"step": 0, "train_acc": {t: 0.0 for t in tasks}, "seen": {t: 0 for t in tasks}, "history": []}
+    resources = task_resources(model, opts.input_res) if hasattr(model, "conv_masks") else {}
+    log.info("tasks: %s\n%s", ", ".join(tasks), format_resources(resources) if resources else
+             f"graph model: {sum(p.numel() for p in model.parameters())} parameters")
+    method = build_method(opts.mtl_method, len(tasks), opts.method_options).to(ctx.device)
+    state = {"step": 0, "train_acc": {t: 0.0 for t in tasks}, "seen": {t: 0 for t in tasks}, "history": [],
+             "train_seconds": 0.0, "train_cpu_seconds": 0.0, "timed_steps": 0}
+    net = torch.compile(model) if opts.compile else model
+    steps = make_steps(opts, model, net, method, tasks, folder, ctx.device)
+    log.info("%s", steps.describe())
     if (saved := ctx.checkpoints.load_latest()) is not None:
-        _restore(saved[1], model, optimizers, loader, state)
+        _restore(saved[1], model, steps, method, state)
         log.info("resumed from step %d", state["step"])
     elif opts.init_from:
         init_from_run(model, opts.init_from, ctx.run.exp_root, log)
-    net = torch.compile(model) if opts.compile else model
+    reset_peak(ctx.device)
     try:
-        _train_rounds(ctx, net, model, optimizers, loader, state, folder, tasks)
+        _train_rounds(ctx, model, steps, method, state, folder, tasks)
     finally:
-        loader.close()
-    return _finish(ctx, net, folder, tasks, spec, resources, state)
+        steps.loader.close()
+    state["memory"] = peak_memory(ctx.device)
+    return _finish(ctx, steps.eval_net, folder, tasks, spec, resources, state)
 
 
-def _train_rounds(ctx, net, model, optimizers, loader, state, folder, tasks) -> None:
+def _train_rounds(ctx, model, steps, method, state, folder, tasks) -> None:
     opts = ctx.opts
     total = opts.num_rounds * opts.train_iters
     window = {"start": time.perf_counter(), "images": 0}
     while state["step"] < total:
-        task, images, labels = next(loader)
-        if opts.channels_last and ctx.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
         lr = lr_at(state["step"], opts.lr, opts.lr_drop_steps, opts.lr_drop_factor)
-        set_lr(optimizers[task], lr)
-        metrics = train_step(net, optimizers[task], task, images, labels, amp=opts.amp)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        metrics, info = steps.step(lr)
+        state["train_seconds"] += time.perf_counter() - started
+        state["train_cpu_seconds"] += time.process_time() - cpu_started  # robust on a shared machine
+        state["timed_steps"] += 1
         state["step"] += 1
-        window["images"] += len(labels)
-        _update_train_accuracy(state, loader, task, metrics["accuracy"])
+        for task, values in metrics.items():
+            window["images"] += values["images"]
+            _update_train_accuracy(state, steps.loader, task, values["accuracy"])
+        if info is not None and state["step"] == 1:
+            ctx.log.info("step 1: gradient source %s, heads %s, task weights %s", info.source, info.heads,
+                         " ".join(f"{t}={w:.3g}" for t, w in zip(tasks, info.weights)))
         maybe_inject_fault("train_step", state["step"])
         if state["step"] % opts.log_every == 0:
-            _log_train(ctx, task, metrics, lr, state, window)
+            _log_train(ctx, metrics, info, tasks, lr, state, window)
         if state["step"] % opts.train_iters == 0:
-            _end_round(ctx, net, model, optimizers, loader, state, folder, tasks)
+            steps.end_round()
+            _end_round(ctx, model, steps, method, state, folder, tasks, info)
         elif state["step"] % opts.checkpoint_every == 0 or ctx.stop.requested:
-            ctx.checkpoint(_snapshot(model, optimizers, loader, state), state["step"])
+            ctx.checkpoint(_snapshot(model, steps, method, state), state["step"])
 
 
 def _update_train_accuracy(state, loader, task, batch_acc) -> None:
@@ -87,10 +98,14 @@ def _update_train_accuracy(state, loader, task, batch_acc) -> None:
     loader.update_task_accuracy(task, min(1.0, ema / (1 - EMA_DECAY ** state["seen"][task])))
 
 
-def _log_train(ctx, task, metrics, lr, state, window) -> None:
+def _log_train(ctx, metrics, info, tasks, lr, state, window) -> None:
     step = state["step"]
-    ctx.tb.task_scalar(task, "train", "loss", metrics["loss"], step)
-    ctx.tb.task_scalar(task, "train", "accuracy", metrics["accuracy"], step)
+    for task, values in metrics.items():
+        ctx.tb.task_scalar(task, "train", "loss", values["loss"], step)
+        ctx.tb.task_scalar(task, "train", "accuracy", values["accuracy"], step)
+    if info is not None:  # method/weight/<task> and the method's diagnostics
+        for tag, value in info.as_log(tasks, prefix="method/").items():
+            ctx.tb.scalar(tag, value, step)
     ctx.tb.scalar("train/lr", lr, step)
     elapsed = time.perf_counter() - window["start"]
     if elapsed > 0:
@@ -98,9 +113,9 @@ def _log_train(ctx, task, metrics, lr, state, window) -> None:
     window.update(start=time.perf_counter(), images=0)
 
 
-def _end_round(ctx, net, model, optimizers, loader, state, folder, tasks) -> None:
+def _end_round(ctx, model, steps, method, state, folder, tasks, info) -> None:
     opts = ctx.opts
-    results = evaluate(net, folder, tasks, "val", device=ctx.device, input_res=opts.input_res,
+    results = evaluate(steps.eval_net, folder, tasks, "val", device=ctx.device, input_res=opts.input_res,
                        batch_size=opts.eval_batch_size, max_images=opts.val_max_images, amp=opts.amp,
                        channels_last=opts.channels_last and ctx.device.type == "cuda")
     accuracy = {t: r["accuracy"] for t, r in results.items()}
@@ -110,21 +125,26 @@ def _end_round(ctx, net, model, optimizers, loader, state, folder, tasks) -> Non
         ctx.tb.task_scalar(t, "val", "loss", r["loss"], state["step"])
     ctx.tb.scalar("val/score", mean_acc, state["step"])
     state["history"].append({"step": state["step"], "val_accuracy": accuracy})
-    ctx.log.info("round %d/%d (step %d): val accuracy %s | mean %.4f", state["step"] // opts.train_iters,
-                 opts.num_rounds, state["step"], " ".join(f"{t}={a:.3f}" for t, a in accuracy.items()), mean_acc)
-    ctx.checkpoint(_snapshot(model, optimizers, loader, state), state["step"], metric=mean_acc)
+    weights = f" | method weights {' '.join(f'{t}={w:.3g}' for t, w in zip(tasks, info.weights))}" if info else ""
+    ctx.log.info("round %d/%d (step %d): val accuracy %s | mean %.4f%s", state["step"] // opts.train_iters,
+                 opts.num_rounds, state["step"], " ".join(f"{t}={a:.3f}" for t, a in accuracy.items()), mean_acc,
+                 weights)
+    ctx.checkpoint(_snapshot(model, steps, method, state), state["step"], metric=mean_acc)
 
 
-def _snapshot(model, optimizers, loader, state) -> dict:
-    return {"model": model.state_dict(), "optimizers": {t: o.state_dict() for t, o in optimizers.items()},
-            "loader": loader.state_dict(), "train": dict(state), "rng": capture_rng_state()}
+def _snapshot(model, steps, method, state) -> dict:
+    return {"model": model.state_dict(), "optimizers": {k: o.state_dict() for k, o in steps.optimizers.items()},
+            "loader": steps.loader.state_dict(), "method": method.state_dict(), "train": dict(state),
+            "rng": capture_rng_state()}
 
 
-def _restore(saved, model, optimizers, loader, state) -> None:
+def _restore(saved, model, steps, method, state) -> None:
     model.load_state_dict(saved["model"])
-    for task, optimizer in optimizers.items():
-        optimizer.load_state_dict(saved["optimizers"][task])
-    loader.load_state_dict(saved["loader"])
+    for key, optimizer in steps.optimizers.items():
+        optimizer.load_state_dict(saved["optimizers"][key])
+    steps.loader.load_state_dict(saved["loader"])
+    if "method" in saved:  # checkpoints from before the methods were wired hold none (naive)
+        method.load_state_dict(saved["method"])
     state.update(saved["train"])
     restore_rng_state(saved["rng"])
 
@@ -143,6 +163,11 @@ def _finish(ctx, net, folder: Path, tasks, spec, resources, state) -> dict:
         "decathlon_score": decathlon_score(accuracy, spec),
         "resources": {t: r.to_dict() for t, r in resources.items()},
         "history": state["history"],
+        "method": {"name": opts.mtl_method, "options": dict(opts.method_options), "grad_source": opts.grad_source},
+        "images_per_step": opts.batch_size * (1 if opts.mtl_method == "naive" else len(tasks)),
+        "perf": {"seconds_per_step": state["train_seconds"] / max(state["timed_steps"], 1),
+                 "cpu_seconds_per_step": state.get("train_cpu_seconds", 0.0) / max(state["timed_steps"], 1),
+                 **state.pop("memory")},
     }
     if opts.write_submission:
         results["submission"] = str(_write_submission(ctx, net, folder, tasks))

@@ -1,4 +1,4 @@
-"""Options of the train job (single-task, partitioned multi-task)."""
+"""Options of the train job (single-task, partitioned or graph-composed multi-task, MTL methods)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,21 @@ from mtl.errors import UserError
 
 @dataclass
 class TrainOptions(RunOptions):
-    """Mixed-task training as in the original: one task's batch per step, that task's own SGD."""
+    """Multi-task training: by default as in the original (one task's batch per step, that task's own
+    SGD: method 'naive'); any other --mtl_method takes one batch of every task per step and steps one
+    SGD over shared and task parameters with the method's combined update."""
 
     dataset: str = option("mini_decathlon", "dataset under data_dir", choices=("decathlon", "mini_decathlon"))
     task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
-    model: str = option("partitioned_resnet26", "model: resnet26 or partitioned_resnet26")
+    model: str = option("partitioned_resnet26", "model: resnet26, partitioned_resnet26 or graph (--graph_model)")
+    graph_model: list[dict] = option([], "graph-composed model: node dicts (name, module, anchor(s), loss, "
+                                     "loss_weight); see mtl/models/graph_config.py; needs --model graph")
+    mtl_method: str = option("naive", "multi-task method (mtl/methods): naive = one task per step with "
+                             "per-task optimizers; others = every task every step, combined update")
+    method_options: dict = option({}, "options of the method, e.g. --method_options.alpha 1.5")
+    grad_source: str = option("shared", "gradient source the model declares: shared (all shared params), "
+                              "last_shared (last shared layer) or representation (shared features)",
+                              choices=("shared", "last_shared", "representation"))
     width: float = option(1.0, "channel width factor of ResNet-26")
     dropout: float = option(0.3, "dropout before the heads")
     last_third_only: bool = option(False, "freeze the conv weights of the stem and the first two stages")
@@ -57,6 +67,25 @@ class TrainOptions(RunOptions):
         if self.lr <= 0 or self.width <= 0:
             raise UserError("--lr and --width must be positive.")
         self.task_names()
+        self._validate_model_and_method()
+
+    def _validate_model_and_method(self) -> None:
+        if (self.model == "graph") != bool(self.graph_model):
+            raise UserError("--model graph and --graph_model go together: a graph model needs its node list, "
+                            "and node lists are only used by --model graph.")
+        if self.graph_model:  # errors name the node before any run folder exists
+            from mtl.data.domains import get_dataset
+            from mtl.models.graph_config import build_graph_model
+
+            spec = get_dataset(self.dataset)
+            build_graph_model(self.graph_model, [spec.domain(t) for t in self.task_names()],
+                              input_res=self.input_res, grad_source=self.grad_source)
+        from mtl.methods import build_method  # imported here: --help stays fast
+
+        method = build_method(self.mtl_method, len(self.task_names()), self.method_options)
+        if method.uses_task_optimizers and self.grad_source != "shared":
+            raise UserError(f"--grad_source {self.grad_source} has no effect with --mtl_method "
+                            f"{self.mtl_method} (each task steps its own optimizer on its own gradient).")
 
     def task_names(self) -> list[str]:
         """The chosen domains, in task order; UserError for a bad --task_choice."""

@@ -3,7 +3,10 @@
 Here only the test objectives live (no training): `DebugObjective` (a known optimum, optional seeded
 noise — the original's worker_mode=debug, reference/original-system.md §3.4) and `FlakyObjective`,
 a fault injector for testing retries (killing the search itself: MTL_FAULT=KILL@search_record=K).
-The distillation proxy registers itself in OBJECTIVES from its own module.
+Objectives that train register themselves from their own modules, imported on first use by
+`get_objective`: "proxy" (mtl/distill, the distillation proxy) and "train" (mtl/jobs/objectives.py,
+a full training run per candidate). A class may also be an objective with `evaluate_batch(params_list,
+seeds)`: the in-process and local pools then hand it whole populations.
 
 Result keys: `score` (float, higher is better), `per_task` ({task: float}), `resource` (float, mean
 per-task channel fraction) and optionally `resource_per_task` ({task: float}).
@@ -11,6 +14,7 @@ per-task channel fraction) and optionally `resource_per_task` ({task: float}).
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +27,31 @@ from mtl.registry import Registry
 
 OBJECTIVES = Registry("objective")
 
+# Objectives registered by modules outside mtl.meta, imported on first use (like mtl.jobs._JOB_MODULES).
+_OBJECTIVE_MODULES = {
+    "proxy": "mtl.distill.proxy",
+    "train": "mtl.jobs.objectives",
+}
+
 Objective = Callable[[dict, int], dict]
+
+
+def objective_names() -> list[str]:
+    """Every objective name: registered ones and those whose module is imported on first use."""
+    return sorted(set(OBJECTIVES.available()) | set(_OBJECTIVE_MODULES))
+
+
+def get_objective(name: str) -> Any:
+    """The objective class / factory registered as `name`, importing its module when needed.
+
+    Raises:
+        KeyError: unknown name (the message lists the choices).
+        ImportError: the objective's module is not available (e.g. not installed yet).
+    """
+    module = _OBJECTIVE_MODULES.get(name)
+    if module is not None and name not in OBJECTIVES:
+        importlib.import_module(module)
+    return OBJECTIVES.get(name)
 
 
 @OBJECTIVES.register("debug")

@@ -8,7 +8,9 @@ Why a kill at any moment loses nothing and repeats nothing:
 - `tell()` always receives the rows read back from the store, so an interrupted and an
   uninterrupted search feed the optimizer bit-identical numbers;
 - the state after generation g is saved once all of g's rows exist. A kill between the last row
-  and the state only means g is told again from its rows on resume: same result.
+  and the state only means g is told again from its rows on resume: same result;
+- an evaluation that fails while a stop (SIGTERM) is pending is not recorded: it was probably cut
+  short by the stop, and is evaluated again on continue.
 """
 
 from __future__ import annotations
@@ -103,6 +105,11 @@ def _evaluate(candidates: Sequence[Candidate], store: ResultsStore, pool: Worker
             candidate = futures[future]
             attempts[candidate.id] += 1
             evaluation = to_evaluation(candidate, future, attempts[candidate.id])
+            if not evaluation.ok and _stop_requested(stop_flag):
+                # Probably cut short by the stop itself (an interrupted training, a killed worker):
+                # leave it unrecorded so that --continue evaluates it again.
+                log.warning("%s did not finish before the stop; it is evaluated again on continue", candidate.id)
+                return False
             if not evaluation.ok and attempts[candidate.id] <= max_retries:
                 log.warning("%s failed (attempt %d of %d), retrying: %s", candidate.id, attempts[candidate.id],
                             max_retries + 1, _last_line(evaluation.error))
@@ -187,6 +194,9 @@ def _log_generation(generation: int, evaluations: list[Evaluation], store: Resul
         writer.add_scalar("search/resource_mean", sum(resources) / len(resources), step)
     for task in ok[0].resource_per_task if ok else ():
         writer.add_scalar(f"search/resource/{task}", sum(e.resource_per_task[task] for e in ok) / len(ok), step)
+    for task in ok[0].per_task if ok else ():
+        values = [e.per_task[task] for e in ok if task in e.per_task]
+        writer.add_scalar(f"search/score/{task}", sum(values) / len(values), step)
 
 
 def summarize(store: ResultsStore, generations: int, reason: str = "") -> dict:

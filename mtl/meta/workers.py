@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import math
 import os
 import pickle
 import socket
@@ -137,12 +138,16 @@ class _Slot:
     device: str
     process: Any = None
     conn: Any = None
-    job: tuple[Future, Candidate] | None = None
+    job: list[tuple[Future, Candidate]] | None = None  # the candidates the worker is evaluating
 
 
 @BACKENDS.register("local")
 class LocalProcessPool(PoolBase):
     """One spawned worker process per device; a crashed worker fails its job and is restarted.
+
+    A population objective (one with `evaluate_batch`) gets the waiting candidates split evenly
+    over the idle workers, each share in one `evaluate_batch` call (stacked on that worker's
+    device); other objectives get one candidate per worker at a time.
 
     Args:
         objective: picklable objective, sent once to each worker.
@@ -152,6 +157,7 @@ class LocalProcessPool(PoolBase):
     """
 
     def __init__(self, objective, devices: list[str] | None = None, num_workers: int | None = None):
+        self._batched = hasattr(objective, "evaluate_batch")
         self._payload = pickle.dumps(objective)
         devices = devices or _default_devices(num_workers)
         cpu_workers = sum(d == "cpu" for d in devices)
@@ -186,18 +192,23 @@ class LocalProcessPool(PoolBase):
     # -- internals --
 
     def _dispatch(self) -> None:
-        for slot in self._slots:
-            while slot.job is None and self._queue:
+        idle = [slot for slot in self._slots if slot.job is None]
+        for i, slot in enumerate(idle):
+            share = math.ceil(len(self._queue) / (len(idle) - i)) if self._batched else 1
+            job = []
+            while len(job) < share and self._queue:
                 future, candidate = self._queue.popleft()
                 if future.set_running_or_notify_cancel():
-                    self._send(slot, future, candidate)
+                    job.append((future, candidate))
+            if job:
+                self._send(slot, job)
 
-    def _send(self, slot: _Slot, future: Future, candidate: Candidate) -> None:
+    def _send(self, slot: _Slot, job: list[tuple[Future, Candidate]]) -> None:
         if slot.process is None or not slot.process.is_alive():
             self._start(slot)
-        slot.job = (future, candidate)
+        slot.job = job
         try:
-            slot.conn.send(candidate)
+            slot.conn.send([candidate for _, candidate in job])
         except OSError:
             self._crashed(slot)
 
@@ -226,13 +237,13 @@ class LocalProcessPool(PoolBase):
     def _collect(self, slot: _Slot) -> None:
         try:
             if slot.conn.poll():
-                kind, payload = slot.conn.recv()
-                future, _ = slot.job
-                slot.job = None
-                if kind == "ok":
-                    future.set_result(payload)
-                else:
-                    future.set_exception(EvaluationError(payload))
+                answers = slot.conn.recv()
+                job, slot.job = slot.job, None
+                for (future, _), (kind, payload) in zip(job, answers):
+                    if kind == "ok":
+                        future.set_result(payload)
+                    else:
+                        future.set_exception(EvaluationError(payload))
                 return
         except (EOFError, OSError):
             pass
@@ -243,11 +254,12 @@ class LocalProcessPool(PoolBase):
             slot.process.kill()
         slot.process.join()
         code = slot.process.exitcode
-        future, candidate = slot.job
+        job = slot.job
         slot.conn.close()
         slot.job, slot.process, slot.conn = None, None, None
-        future.set_exception(WorkerCrashed(f"worker on {slot.device} exited with code {code} "
-                                           f"while evaluating {candidate.id}"))
+        for future, candidate in job:
+            future.set_exception(WorkerCrashed(f"worker on {slot.device} exited with code {code} "
+                                               f"while evaluating {candidate.id}"))
 
 
 def _default_devices(num_workers: int | None) -> list[str]:
@@ -273,8 +285,8 @@ def _stop(slot: _Slot) -> None:
     if slot.process.is_alive():
         slot.process.kill()
         slot.process.join()
-    if slot.job is not None:
-        slot.job[0].set_exception(WorkerCrashed("the pool was closed during the evaluation"))
+    for future, _ in slot.job or ():
+        future.set_exception(WorkerCrashed("the pool was closed during the evaluation"))
     slot.conn.close()
     slot.job, slot.process, slot.conn = None, None, None
 
@@ -294,7 +306,8 @@ def _pin_device(device: str, threads: int) -> None:
 
 
 def _worker_main(conn, device: str, threads: int, payload: bytes) -> None:
-    """Worker process loop: receive a candidate, send ("ok", outcome) or ("error", traceback); None ends."""
+    """Worker process loop: receive a list of candidates, send one ("ok", outcome) or ("error",
+    traceback) per candidate; None ends."""
     _pin_device(device, threads)
     worker = f"{socket.gethostname()}:{os.getpid()}:{device}"
     try:
@@ -303,17 +316,37 @@ def _worker_main(conn, device: str, threads: int, payload: bytes) -> None:
         objective, load_error = None, f"could not load the objective in the worker:\n{traceback.format_exc()}"
     while True:
         try:
-            candidate = conn.recv()
+            candidates = conn.recv()
         except EOFError:  # parent is gone
             return
-        if candidate is None:
+        if candidates is None:
             return
-        try:
-            if load_error:
-                raise EvaluationError(load_error)
-            conn.send(("ok", run_candidate(objective, candidate, worker)))
-        except Exception:
-            conn.send(("error", traceback.format_exc()))
+        if load_error:
+            conn.send([("error", load_error)] * len(candidates))
+        elif len(candidates) > 1 and hasattr(objective, "evaluate_batch"):
+            conn.send(_run_batch(objective, candidates, worker))
+        else:
+            conn.send([_run_one(objective, candidate, worker) for candidate in candidates])
+
+
+def _run_one(objective, candidate: Candidate, worker: str) -> tuple[str, Any]:
+    try:
+        return "ok", run_candidate(objective, candidate, worker)
+    except Exception:
+        return "error", traceback.format_exc()
+
+
+def _run_batch(objective, candidates: list[Candidate], worker: str) -> list[tuple[str, Any]]:
+    """One `evaluate_batch` call for all candidates; its time is shared out evenly."""
+    start = time.perf_counter()
+    try:
+        results = objective.evaluate_batch([copy.deepcopy(c.params) for c in candidates], [c.seed for c in candidates])
+        if len(results) != len(candidates):
+            raise ValueError(f"evaluate_batch returned {len(results)} results for {len(candidates)} candidates")
+    except Exception:
+        return [("error", traceback.format_exc())] * len(candidates)
+    share = (time.perf_counter() - start) / len(candidates)
+    return [("ok", {"result": r, "worker": worker, "duration": share}) for r in results]
 
 
 @BACKENDS.register("ray")

@@ -170,21 +170,48 @@ class GraphModel(nn.Module):
             params += list(layers[-1].parameters(recurse=False)) if layers else []
         return params
 
+    @property
+    def representation(self) -> list[Tensor]:
+        """The shared representation tensor(s) recorded by the last forward pass."""
+        return list(self._representation)
+
     def shared_parts(self, source: str | None = None) -> SharedParts:
         """What a method needs for this step (call after the forward pass)."""
         return SharedParts(self.shared_parameters(), self.task_parameters(), source or self.grad_source,
                            self.last_shared_parameters(), list(self._representation))
 
+    @property
+    def task_names(self) -> list[str]:
+        """The tasks in order (the name the training jobs use for every model)."""
+        return list(self.tasks)
+
+    def parameters_for(self, task: str) -> list[nn.Parameter]:
+        """What a task's own optimizer steps (method 'naive'): shared + that task's parameters."""
+        return self.shared_parameters() + self.task_parameters(task)
+
     # ---- computation ---------------------------------------------------------------------------
-    def forward(self, x: Any) -> dict[str, Tensor]:
+    def forward(self, x: Any, task: str | None = None) -> dict[str, Tensor] | Tensor:
+        """Every task's output {task: tensor}; with `task`, only the nodes it depends on, and its output.
+
+        The per-task form serves data where each task has its own batch (the decathlon): the
+        representation recorded for ``shared_parts`` is then the shared nodes feeding this task's
+        own nodes.
+        """
+        if task is not None and task not in self.tasks:
+            raise KeyError(f"unknown task {task!r} (model tasks: {', '.join(self.tasks)})")
+        names = self.order if task is None else [n for n in self.order if task in self.task_sets[n]]
         values = {INPUT: x}
         adapted: dict[tuple[str, int], Tensor] = {}
-        for name in self.order:
+        for name in names:
             node = self.nodes[name]
             inputs = [self._edge_value(values, adapted, a, name) for a in node.anchors]
             values[name] = node.module(*inputs)
-        self._representation = [values[n] for n in self.boundary()]
-        return {t: values[t] for t in self.tasks}
+        if task is None:
+            self._representation = [values[n] for n in self.boundary()]
+            return {t: values[t] for t in self.tasks}
+        self._representation = [values[n] for n in self.boundary()
+                                if any(n in self.nodes[c].anchors and not self.is_shared(c) for c in names)]
+        return values[task]
 
     def _edge_value(self, values, adapted, anchor: str, reader: str):
         if self.adapter is None or anchor == INPUT or not self.is_shared(anchor) or self.is_shared(reader):

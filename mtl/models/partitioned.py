@@ -50,8 +50,8 @@ class PartitionedResNet26(ResNet26):
             raise ValueError(f"unknown partition layers {layers!r} (choices: {', '.join(LAYOUTS)})")
         self.layers = layers
         self.exec_mode = exec_mode
-        self._plans: dict[tuple, ch.NetPlan] = {}
-        self.register_load_state_dict_post_hook(_clear_plans)
+        self._plans: dict[tuple, Any] = {}  # (task, mode or "update", device) -> plan or update masks
+        self.register_load_state_dict_post_hook(_rebuild_plans)
         self.set_partition(partition)
 
     @property
@@ -63,6 +63,7 @@ class PartitionedResNet26(ResNet26):
         if mode not in EXEC_MODES:
             raise ValueError(f"unknown exec_mode {mode!r} (choices: {', '.join(EXEC_MODES)})")
         self._exec_mode = mode
+        self._build_plans()
 
     # --- partition and masks --------------------------------------------------------------------
 
@@ -87,6 +88,7 @@ class PartitionedResNet26(ResNet26):
             stacked = torch.from_numpy(np.stack([masks.forward, masks.backward]))
             self.register_buffer(f"masks_u{u}_c{c}", stacked.to(device))
         self._plans.clear()
+        self._build_plans()
 
     @property
     def partition(self) -> Partition:
@@ -134,6 +136,13 @@ class PartitionedResNet26(ResNet26):
 
     # --- plans ----------------------------------------------------------------------------------
 
+    def _build_plans(self) -> None:
+        """Build every task's plan for the current mode now, so forward only looks them up
+        (plan building syncs with the device and would break a torch.compile graph)."""
+        if "_plans" in self.__dict__ and "partition_raw" in self._buffers:
+            for task in self.task_names:
+                self.plan(task)
+
     def plan(self, task: str, mode: str | None = None) -> ch.NetPlan:
         """Cached channel selections of `task` for `mode` (default: the current exec_mode)."""
         mode = mode or self._exec_mode
@@ -173,14 +182,22 @@ class PartitionedResNet26(ResNet26):
 
     def _apply(self, fn, *args, **kwargs):
         self._plans.clear()  # cached index tensors live on the old device
-        return super()._apply(fn, *args, **kwargs)
+        out = super()._apply(fn, *args, **kwargs)
+        self._build_plans()
+        return out
 
     # --- restricted updates ---------------------------------------------------------------------
 
     def update_masks(self, task: str | int) -> list[tuple[nn.Parameter, Tensor]]:
         """Partitioned conv weights with the entries a task may change (broadcastable bool masks):
         rows in its backward mask, columns in the forward mask of its input."""
-        plan = self.plan(self.task_name(task), "masked")
+        t = self.task_name(task)
+        key = (t, "update", self.partition_raw.device)
+        if key not in self._plans:
+            self._plans[key] = self._build_update_masks(self.plan(t, "masked"))
+        return self._plans[key]
+
+    def _build_update_masks(self, plan: ch.NetPlan) -> list[tuple[nn.Parameter, Tensor]]:
         out = []
         for conv, s_in, s_out in self.conv_selections(plan):
             if s_in is None and s_out is None:
@@ -206,9 +223,10 @@ class PartitionedResNet26(ResNet26):
                 w.copy_(torch.where(keep, w, old))
 
 
-def _clear_plans(module: PartitionedResNet26, incompatible_keys: Any) -> None:
+def _rebuild_plans(module: PartitionedResNet26, incompatible_keys: Any) -> None:
     """Loaded masks invalidate cached plans."""
     module._plans.clear()
+    module._build_plans()
 
 
 @MODELS.register("partitioned_resnet26")

@@ -1,0 +1,65 @@
+"""Options of the distill job (the distillation proxy for one partition)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mtl.config.options import RunOptions, option
+from mtl.errors import UserError
+
+
+@dataclass
+class DistillOptions(RunOptions):
+    """Score a partition: a partitioned student learns the teachers' last-stage features (original §3.8)."""
+
+    dataset: str = option("decathlon", "dataset under data_dir", choices=("decathlon", "mini_decathlon"))
+    task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names")
+    teachers: str = option("teachers", "single-task teacher runs: comma list of exp/<id> (one per task) or a "
+                           "folder of runs (relative to the experiment root or a path)")
+    width: float = option(1.0, "channel width factor (must match the teachers)")
+    input_res: int = option(72, "input resolution (must match the teachers)")
+    partition: str = option("share_all", "partition: share_all, independent, share_fwd_only, share_fixed:S, "
+                            "random, or a partition .json file")
+    partition_seed: int = option(0, "seed of the mask sampler (and of the random partition)")
+    partition_layers: str = option("last_stage_conv1", "partitioned layers of the student: last_stage_conv1 (the "
+                                   "original's) or last_stage (residual stream too)",
+                                   choices=("last_stage_conv1", "last_stage"))
+    student_init: str = option("", "run whose last stage initialises the student (original: the ImageNet "
+                               "model); empty = He init from --seed")
+    steps: int = option(3000, "student training steps (tasks in round robin)")
+    batch_size: int = option(4, "images per step")
+    lr: float = option(1.0, "SGD learning rate (Nesterov)")
+    lr_drop_steps: list[int] = option([2000], "steps at which the LR is divided by lr_drop_factor")
+    lr_drop_factor: float = option(10.0, "LR divisor at each drop")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(1e-5, "weight decay")
+    train_images: int = option(0, "cached training examples per task (0: what the schedule consumes)")
+    val_images: int = option(3000, "validation images per task the score uses (at most; seeded subset)")
+    augment: bool = option(True, "augment the cached training examples (one seeded draw each)")
+    data_seed: int = option(0, "seed of the training and validation subsets (same for every candidate)")
+    cache_features: bool = option(True, "compute the teachers' features once (False: per batch; same scores)")
+    cache_device: str = option("auto", "where cached features live: auto (the device when they fit), cpu, device",
+                               choices=("auto", "cpu", "device"))
+    cache_dtype: str = option("float32", "storage dtype of cached features", choices=("float32", "bfloat16"))
+    stack: str = option("grouped", "how stacked students run: grouped (convolutions) or vmap (torch.func)",
+                        choices=("grouped", "vmap"))
+    eval_batch_size: int = option(256, "images per scoring batch", resume_safe=True)
+    amp: bool = option(True, "bf16 autocast on CUDA (ignored on CPU)", resume_safe=True)
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("steps", "batch_size", "input_res", "val_images", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name} must be at least 1 (got {getattr(self, name)}).")
+        if self.lr <= 0 or self.width <= 0:
+            raise UserError("--lr and --width must be positive.")
+        self.task_names()
+
+    def task_names(self) -> list[str]:
+        """The chosen domains, in task order; UserError for a bad --task_choice."""
+        from mtl.data.domains import get_dataset, parse_task_choice
+
+        try:
+            return parse_task_choice(self.task_choice, get_dataset(self.dataset))
+        except ValueError as err:
+            raise UserError(f"{err} (dataset {self.dataset})") from None

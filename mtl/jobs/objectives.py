@@ -1,0 +1,121 @@
+"""The `train` objective: score a candidate by a full training run (a nested train run per candidate).
+
+The original's worker_mode=cmd (reference/original-system.md §3.4) without subprocesses: a candidate's
+params become train options, the run lives under exp/<search>/trials/<slug>, and a candidate whose
+training was cut short (SIGKILL, SIGTERM) continues from its own checkpoint when evaluated again.
+
+Params map to train options: `partition` (raw [2, N, N]) -> a partition file; `share_amt` ->
+`--partition share_fixed:<s>`; any other name must be a train option (lr, weight_decay, dropout, ...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtl.config.loader import load_config
+from mtl.config.options import build_options, option_fields
+from mtl.errors import UserError
+from mtl.jobs.nested import run_nested
+from mtl.meta.objectives import OBJECTIVES
+from mtl.meta.partition import Partition, resolve_partition, save_partition
+from mtl.meta.space import Space
+from mtl.meta.workers import current_device
+
+SCORES = ("mean_val_accuracy", "decathlon_score")
+
+
+@OBJECTIVES.register("train")
+@dataclass
+class TrainObjective:
+    """A training run per candidate; score = its final mean validation accuracy (or decathlon score).
+
+    Args:
+        space: the search space (its partition block's tasks must match the training's).
+        exp_root / run_id: where the search runs; trials go to exp_root/run_id/trials/.
+        dataset / task_choice / data_dir: the tasks and data (from the search's options).
+        config: the train config the trials start from (exp.dec, exp.mini_dec, ...).
+        options: train option overrides for every trial (e.g. {"num_rounds": 2}).
+        score: "mean_val_accuracy" or "decathlon_score".
+    """
+
+    space: Space
+    exp_root: str
+    run_id: str
+    dataset: str = "decathlon"
+    task_choice: str = "1-2-3-4-5-6-7-8-9"
+    data_dir: str = "data"
+    config: str = "exp.dec"
+    options: dict = field(default_factory=dict)
+    score: str = "mean_val_accuracy"
+
+    def __post_init__(self):
+        if self.score not in SCORES:
+            raise UserError(f"train objective: score must be one of {', '.join(SCORES)}, got {self.score!r}")
+        spec = load_config(self.config)
+        if spec.job != "train":
+            raise UserError(f"train objective: config {self.config} is a {spec.job!r} job, not a train job")
+        self._train_opts({}, 0)  # refuse bad options before the first candidate
+
+    def __call__(self, params: dict, seed: int) -> dict:
+        slug = trial_slug(params, seed)
+        overrides = self._overrides(params, seed, slug)
+        opts = self._train_opts(overrides, seed)
+        results = run_nested("train", opts, self.exp_root, f"{self.run_id}/trials/{slug}", note=f"trial {slug}")
+        tasks = results["tasks"]
+        fractions = self._channel_use(opts, tasks)
+        return {"score": float(results[self.score]), "per_task": dict(results["val_accuracy"]),
+                "resource": float(np.mean(list(fractions.values()))), "resource_per_task": fractions,
+                "run": f"{self.run_id}/trials/{slug}"}
+
+    def _train_opts(self, overrides: dict, seed: int):
+        from mtl.jobs import get_job
+
+        values = {**load_config(self.config).options, "dataset": self.dataset, "task_choice": self.task_choice,
+                  "data_dir": self.data_dir, "device": current_device(), **self.options, **overrides}
+        values.setdefault("seed", seed)
+        return build_options(get_job("train").options_cls, values, f"train objective ({self.config})")
+
+    def _overrides(self, params: dict, seed: int, slug: str) -> dict:
+        from mtl.jobs import get_job
+
+        fields = option_fields(get_job("train").options_cls)
+        out: dict[str, Any] = {"seed": seed}
+        for name, value in params.items():
+            if name == "partition" or name == "share_amt":
+                out["model"] = "partitioned_resnet26"
+                out["partition"] = (f"share_fixed:{float(value):.6g}" if name == "share_amt"
+                                    else self._partition_file(value, seed, slug))
+            elif name in fields:
+                out[name] = value
+            else:
+                raise UserError(f"train objective: searched parameter {name!r} is not a train option")
+        return out
+
+    def _partition_file(self, raw, seed: int, slug: str) -> str:
+        tasks = list(self.space.tasks) or None
+        path = Path(self.exp_root) / self.run_id / "partitions" / f"{slug.replace('/', '_')}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_partition(Partition(np.asarray(raw, dtype=float), tasks=tasks, seed=seed), path)
+        return str(path)
+
+    @staticmethod
+    def _channel_use(opts, tasks: list[str]) -> dict[str, float]:
+        """Per-task channel fraction of the partitioned layers (1.0 for an unpartitioned model)."""
+        if not opts.model.startswith("partitioned"):
+            return {t: 1.0 for t in tasks}
+        partition = resolve_partition(opts.partition, tasks, seed=opts.partition_seed)
+        return {t: float(f) for t, f in zip(tasks, partition.channel_use())}
+
+
+def trial_slug(params: dict, seed: int) -> str:
+    """A stable, readable run name for a candidate: its scalar params, plus a hash of everything."""
+    digest = hashlib.sha1(json.dumps([params, seed], sort_keys=True).encode()).hexdigest()[:10]
+    scalars = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items())
+               if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return "_".join([*scalars, digest])

@@ -1,0 +1,203 @@
+"""The pipeline job: teachers -> ES search -> random search -> proxy scores -> retrain -> one table.
+
+    python main.py -e demo --config exp.demo          # mini-decathlon on a CPU (make demo)
+    python main.py -e full --config exp.pipeline      # Visual Decathlon on a GPU machine
+    python main.py -e demo --continue                 # after a crash: finished stages are skipped
+
+Stages are nested runs under exp/<id>/ started in this process through the job functions
+(mtl/jobs/nested.py): teachers/<task> (single-task train runs), search (ES with the objective),
+random_search (same budget), proxy_scores (every final partition scored by the objective with one
+seed), retrain/<variant> (multi-task training of the best partitions and of the baselines).
+A stage that is done is skipped; one that was cut short continues from its own checkpoint.
+The result is table.md / table.json in the run folder (and printed): per-task accuracy,
+decathlon-style score, resource use and proxy score of every variant.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtl.config.loader import load_config
+from mtl.config.options import build_options
+from mtl.errors import UserError
+from mtl.jobs import get_job, register_job
+from mtl.jobs.context import JobContext
+from mtl.jobs.nested import run_nested
+from mtl.jobs.pipeline_options import PipelineOptions
+from mtl.jobs.pipeline_table import build_table, render_table
+from mtl.meta.objectives import get_objective
+from mtl.meta.partition import Partition, load_partition, preset, save_partition
+from mtl.meta.store import ResultsStore
+from mtl.util.atomic import atomic_write_json
+
+
+@register_job("pipeline", PipelineOptions)
+def run_pipeline(ctx: JobContext) -> dict:
+    """Run every stage (skipping finished ones), then write and print the table."""
+    opts, log = ctx.opts, ctx.log
+    tasks = opts.task_names()
+    if opts.num_threads:
+        torch.set_num_threads(opts.num_threads)
+    log.info("pipeline over %s: teachers, search (%s, budget %d)%s, retrain", ", ".join(tasks), opts.objective,
+             opts.budget, ", random search" if opts.random_search else "")
+    teachers = {t: _stage(ctx, "train", f"teachers/{t}", opts.teacher_config, _teacher_layers(opts, t))
+                for t in tasks}
+    teacher_ids = [f"{ctx.run.exp_id}/teachers/{t}" for t in tasks]
+    searches = {"es_best": "search"}
+    _search_stage(ctx, "search", teacher_ids)
+    if opts.random_search:
+        searches["random_best"] = "random_search"
+        _search_stage(ctx, "random_search", teacher_ids, optimizer="random",
+                      optimizer_options={"batch_size": opts.random_batch_size})
+    partitions = _final_partitions(ctx, tasks, searches)
+    proxy = _proxy_scores(ctx, teacher_ids, partitions)
+    retrains = {}
+    for name, path in partitions.items():
+        layers = [{"model": "partitioned_resnet26", "partition": str(path)}, opts.train_options, opts.retrain_options]
+        retrains[name] = _stage(ctx, "train", f"retrain/{name}", opts.retrain_config, layers)
+    table = build_table(opts, tasks, teachers, retrains, partitions, proxy, _settings(opts, ctx))
+    text = render_table(table)
+    (ctx.run.path / "table.md").write_text(text + "\n")
+    atomic_write_json(ctx.run.path / "table.json", table)
+    print(text, flush=True)
+    log.info("table written to %s", ctx.run.path / "table.md")
+    return {"table": table, "tasks": tasks, "stages": _stage_ids(ctx, tasks, searches, partitions)}
+
+
+# -- stages ------------------------------------------------------------------------------------
+
+
+def _stage(ctx: JobContext, job: str, name: str, config: str, layers: list[dict],
+           replace: dict | None = None) -> dict[str, Any]:
+    """Options from `config` < the pipeline's common options < `layers` (< `replace`, not merged); run it."""
+    ctx.stop.raise_if_requested()
+    opts = ctx.opts
+    common = {"dataset": opts.dataset, "task_choice": opts.task_choice, "data_dir": opts.data_dir,
+              "device": opts.device, "seed": opts.seed}
+    spec = load_config(config)
+    if spec.job != job:
+        raise UserError(f"pipeline stage {name}: config {config} is a {spec.job!r} job, expected {job!r}.")
+    values = dict(spec.options)
+    for layer in [common, *layers]:
+        values = _merge(values, layer)
+    values.update(replace or {})
+    stage_opts = build_options(get_job(job).options_cls, values, f"pipeline stage {name} ({config})")
+    exp_id = f"{ctx.run.exp_id}/{name}"
+    ctx.log.info("stage %s (%s %s)", name, job, config)
+    results = run_nested(job, stage_opts, ctx.run.exp_root, exp_id, stop=ctx.stop, note=f"pipeline {ctx.run.exp_id}")
+    return results
+
+
+def _merge(values: dict, layer: dict) -> dict:
+    """`layer` over `values`; dict-valued options (optimizer_options, ...) are merged key by key."""
+    out = dict(values)
+    for key, value in _expand(layer).items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _expand(layer: dict) -> dict:
+    """Dotted keys as nested dicts: {"optimizer_options.lr": 1} (from --search_options.optimizer_options.lr 1)
+    -> {"optimizer_options": {"lr": 1}}."""
+    out: dict = {}
+    for key, value in layer.items():
+        name, _, sub = key.partition(".")
+        if sub:
+            nested = out.get(name) if isinstance(out.get(name), dict) else {}
+            out[name] = {**nested, **_expand({sub: value})}
+        else:
+            out[name] = {**out[name], **value} if isinstance(value, dict) and isinstance(out.get(name), dict) else value
+    return out
+
+
+def _teacher_layers(opts: PipelineOptions, task: str) -> list[dict]:
+    return [{"task_choice": task, "model": "resnet26"}, opts.train_options, opts.teacher_options]
+
+
+def _search_stage(ctx: JobContext, name: str, teacher_ids: list[str], **replace: Any) -> dict[str, Any]:
+    """A search stage: the search config < the pipeline's search_options < budget, objective (not merged)
+    < `replace`. Random search and the proxy scores keep the ES stage's settings but not its optimizer's."""
+    opts = ctx.opts
+    layer = _expand(opts.search_options)
+    if "optimizer" in replace:
+        layer = {k: v for k, v in layer.items() if k not in ("optimizer", "optimizer_options")}
+    fixed = {"budget": opts.budget, "objective": opts.objective,
+             "objective_options": _objective_options(opts, teacher_ids)}
+    return _stage(ctx, "search", name, opts.search_config, [layer], replace={**fixed, **replace})
+
+
+def _objective_options(opts: PipelineOptions, teacher_ids: list[str]) -> dict:
+    """The objective's options, with the teachers' run names when it takes `teachers` and none were given."""
+    options = dict(opts.objective_options)
+    try:
+        factory = get_objective(opts.objective)
+    except (KeyError, ImportError) as err:
+        raise UserError(f"--objective {opts.objective}: {err}") from None
+    takes = getattr(factory, "from_search", None) or factory
+    if "teachers" not in options and "teachers" in inspect.signature(takes).parameters:
+        options["teachers"] = list(teacher_ids)
+    return options
+
+
+def _final_partitions(ctx: JobContext, tasks: list[str], searches: dict[str, str]) -> dict[str, Path]:
+    """Baselines and the searches' best partitions, saved as partition files under exp/<id>/partitions/."""
+    opts = ctx.opts
+    folder = ctx.run.path / "partitions"
+    folder.mkdir(exist_ok=True)
+    found: dict[str, Partition] = {}
+    for name in opts.baselines:
+        found[name] = preset(name, len(tasks), seed=opts.seed)
+    for share in opts.share_fixed:
+        found[f"share_fixed_{share:g}"] = preset("share_fixed", len(tasks), share_amt=share, seed=opts.seed)
+    for name, stage in searches.items():
+        best = ctx.run.path / stage / "best_partition.json"
+        if not best.exists():
+            raise UserError(f"stage {stage} found no partition (every evaluation failed?); see "
+                            f"{ctx.run.path / stage / 'log.txt'}.")
+        found[name] = load_partition(best, tasks)
+    paths = {}
+    for name, partition in found.items():
+        partition.tasks = list(tasks)
+        paths[name] = folder / f"{name}.json"
+        save_partition(partition, paths[name])
+    return paths
+
+
+def _proxy_scores(ctx: JobContext, teacher_ids: list[str], partitions: dict[str, Path]) -> dict[str, dict]:
+    """Every final partition scored by the objective in one runner search (same seed: a fair comparison)."""
+    opts = ctx.opts
+    variants = {name: {"partition": load_partition(path).raw[0].tolist()} for name, path in partitions.items()}
+    _search_stage(ctx, "proxy_scores", teacher_ids, optimizer="runner",
+                  optimizer_options={"variants": variants, "trials": 1}, budget=len(variants),
+                  search_partition=True, hyperparameters=[], hyperparameters_file="")
+    with ResultsStore(ctx.run.path / "proxy_scores" / "results.sqlite") as store:
+        rows = store.evaluations()
+    return {e.candidate_id.split("/", 1)[1]: {"score": e.score, "per_task": e.per_task} for e in rows if e.ok}
+
+
+def _settings(opts: PipelineOptions, ctx: JobContext) -> dict[str, Any]:
+    """What the table's caption states: data, model size, schedules, search budget."""
+    def train_values(config: str, *layers: dict) -> dict:
+        values = dict(load_config(config).options)
+        for layer in layers:
+            values.update(layer)
+        return values
+
+    teacher = train_values(opts.teacher_config, opts.train_options, opts.teacher_options)
+    retrain = train_values(opts.retrain_config, opts.train_options, opts.retrain_options)
+    device = ctx.device.type if opts.device == "auto" else opts.device
+    return {"dataset": opts.dataset, "device": device, "objective": opts.objective, "budget": opts.budget,
+            "width": retrain.get("width", 1.0), "input_res": retrain.get("input_res", 72),
+            "teacher_steps": teacher.get("num_rounds", 1) * teacher.get("train_iters", 0),
+            "retrain_steps": retrain.get("num_rounds", 1) * retrain.get("train_iters", 0)}
+
+
+def _stage_ids(ctx: JobContext, tasks, searches, partitions) -> dict[str, Any]:
+    base = ctx.run.exp_id
+    return {"teachers": [f"{base}/teachers/{t}" for t in tasks],
+            "searches": [f"{base}/{s}" for s in searches.values()], "proxy_scores": f"{base}/proxy_scores",
+            "retrain": [f"{base}/retrain/{n}" for n in partitions]}

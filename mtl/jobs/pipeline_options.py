@@ -1,0 +1,57 @@
+"""Options of the pipeline job: teachers -> ES search -> random search -> retrain best and baselines -> table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mtl.config.options import RunOptions, option
+from mtl.errors import UserError
+
+
+@dataclass
+class PipelineOptions(RunOptions):
+    """Every stage is a nested run under exp/<id>/, skipped when done, continued when cut short."""
+
+    dataset: str = option("mini_decathlon", "dataset of every stage", choices=("decathlon", "mini_decathlon"))
+    task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
+    train_options: dict = option({}, "train options for every training stage (teachers and retrains), "
+                                     "e.g. --train_options.width 0.25")
+    teacher_config: str = option("exp.finetune", "train config of the single-task teachers (one run per task)")
+    teacher_options: dict = option({}, "train options of the teachers only, e.g. --teacher_options.num_rounds 2")
+    search_config: str = option("exp.es_dist", "search config of the ES stage (its optimizer and settings)")
+    search_options: dict = option({}, "search options of the ES and random-search stages, e.g. "
+                                      "--search_options.backend local")
+    objective: str = option("proxy", "objective of the searches: proxy (distillation from the teachers) or debug")
+    objective_options: dict = option({}, "objective settings, e.g. --objective_options.steps 500")
+    budget: int = option(10000, "evaluations of the ES search, and of the random search")
+    random_search: bool = option(True, "also run random search at the same budget and retrain its best")
+    random_batch_size: int = option(16, "candidates in flight per random-search generation")
+    retrain_config: str = option("exp.dec", "train config of the multi-task retrains (best partitions, baselines)")
+    retrain_options: dict = option({}, "train options of the retrains only, e.g. --retrain_options.num_rounds 10")
+    baselines: list[str] = option(["share_all", "independent"], "partition presets retrained as baselines")
+    share_fixed: list[float] = option([0.25, 0.5, 0.75], "share_fixed amounts retrained as baselines")
+    num_threads: int = option(0, "CPU threads of torch for every stage (0: torch's default, one per core)",
+                              resume_safe=True)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.budget < 1 or self.random_batch_size < 1 or self.num_threads < 0:
+            raise UserError("--budget and --random_batch_size must be at least 1, --num_threads at least 0.")
+        if any(not 0.0 <= s <= 1.0 for s in self.share_fixed):
+            raise UserError(f"--share_fixed amounts must be in [0, 1] (got {self.share_fixed}).")
+        from mtl.meta.partition import PRESETS
+
+        bad = [b for b in self.baselines if b not in PRESETS or b == "share_fixed"]
+        if bad:
+            raise UserError(f"--baselines: {', '.join(bad)} not a preset (choices: share_all, independent, "
+                            "share_fwd_only, random; share_fixed amounts go in --share_fixed).")
+        self.task_names()
+
+    def task_names(self) -> list[str]:
+        """The chosen domains, in task order; UserError for a bad --task_choice."""
+        from mtl.data.domains import get_dataset, parse_task_choice
+
+        try:
+            return parse_task_choice(self.task_choice, get_dataset(self.dataset))
+        except ValueError as err:
+            raise UserError(f"{err} (dataset {self.dataset})") from None

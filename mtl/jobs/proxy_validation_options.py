@@ -1,0 +1,53 @@
+"""Options of the proxy_validation job: which partitions, which proxy budgets, which full training."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mtl.config.options import option
+from mtl.errors import UserError
+from mtl.jobs.distill_options import DistillOptions
+
+DEFAULT_BUDGETS = {
+    "steps_1000": {"steps": 1000},
+    "steps_300": {"steps": 300},
+    "steps_750_batch_16": {"steps": 750, "batch_size": 16},
+}
+BUDGET_KEYS = ("steps", "batch_size", "lr", "lr_drop_steps", "lr_drop_factor", "momentum", "weight_decay",
+               "val_images", "train_images")
+
+
+@dataclass
+class ProxyValidationOptions(DistillOptions):
+    """Rank correlation of the proxy (this job's distill options = the default budget) with full training."""
+
+    teachers: str = option("", "teacher runs as for distill; empty = train one per task here (teacher_config)")
+    num_partitions: int = option(16, "random partitions to sample (the original's restrict draw)")
+    restrict_range: list[float] = option([0.15, 0.85], "each sampled partition's mean channel fraction is drawn "
+                                         "uniformly from this range (so the sample spans resource levels)")
+    presets: list[str] = option(["share_all", "independent"], "preset partitions added to the sample")
+    budgets: dict = option(DEFAULT_BUDGETS, "cheaper proxy budgets: name -> schedule overrides (steps, batch_size, "
+                           "lr, ...); the LR drops at 2/3 of the steps unless lr_drop_steps is given")
+    full_config: str = option("exp.mini_dec", "train config of the full multi-task trainings")
+    full_options: dict = option({}, "train option overrides of the full trainings, e.g. --full_options.num_rounds 3")
+    full_seeds: list[int] = option([0], "training seeds per partition (full-training scores are averaged)")
+    teacher_config: str = option("exp.mini_finetune", "train config of teachers trained here (--teachers empty)")
+    teacher_options: dict = option({}, "train option overrides of the teachers trained here")
+    bootstrap: int = option(1000, "bootstrap resamples for the confidence intervals", resume_safe=True)
+    max_population: int = option(0, "largest stack of students trained at once (0: every partition)",
+                                 resume_safe=True)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.num_partitions + len(self.presets) < 3:
+            raise UserError("proxy validation needs at least 3 partitions (--num_partitions plus --presets).")
+        low, high = (self.restrict_range + [0, 0])[:2]
+        if len(self.restrict_range) != 2 or not 0.0 < low <= high <= 1.0:
+            raise UserError(f"--restrict_range must be two fractions 0 < low <= high <= 1 (got {self.restrict_range}).")
+        for name, budget in self.budgets.items():
+            unknown = set(budget) - set(BUDGET_KEYS) if isinstance(budget, dict) else {"(not a mapping)"}
+            if unknown:
+                raise UserError(f"--budgets.{name}: unknown {', '.join(sorted(unknown))} "
+                                f"(allowed: {', '.join(BUDGET_KEYS)}).")
+        if not self.full_seeds:
+            raise UserError("--full_seeds needs at least one seed.")

@@ -1,0 +1,185 @@
+"""The search job: a meta-optimizer proposes partitions / hyperparameters, an objective scores them.
+
+    python main.py -e my_es --config exp.es_dist              # ES with the distillation proxy
+    python main.py -e my_es --continue [--budget 20000]       # after a crash: nothing lost, nothing repeated
+
+Every evaluation is a row of exp/<id>/results.sqlite (mtl/meta/store.py); the optimizer's state is
+saved there after each generation, so `--continue` picks up exactly (mtl/meta/search.py). At the end
+(and when stopped) the report is written into the run folder: best_partition.json (usable with
+`--partition`), pareto_front.json, progress.png, pareto_front.png, best_partition.png, report.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from mtl.errors import UserError
+from mtl.jobs import register_job
+from mtl.jobs.context import JobContext
+from mtl.jobs.nested import active_stop
+from mtl.jobs.search_options import SearchOptions
+from mtl.meta.objectives import get_objective, objective_names
+from mtl.meta.optimizers import OPTIMIZERS, MetaOptimizer, create_optimizer
+from mtl.meta.optimizers.es import ESOptions
+from mtl.meta.report import write_report
+from mtl.meta.search import run_search
+from mtl.meta.space import PartitionBlock, Space, parse_hyperparameters
+from mtl.meta.workers import DEVICE_ENV, make_pool
+from mtl.registry import unknown_name_message
+
+STORE_NAME = "results.sqlite"
+
+
+@register_job("search", SearchOptions)
+def run_search_job(ctx: JobContext) -> dict:
+    """Run (or continue) the search until the budget is spent, then write the report."""
+    opts, log = ctx.opts, ctx.log
+    space = build_space(opts)
+    optimizer = build_optimizer(opts, space)
+    objective = build_objective(opts, space, ctx)
+    store = ctx.run.path / STORE_NAME
+    log.info("search: %s over %d coordinates (%s), objective %s, budget %d, backend %s", optimizer.name, space.dim,
+             ", ".join(b.name for b in space.blocks), opts.objective, opts.budget, opts.backend)
+    with _pool(opts, objective, ctx) as pool, active_stop(ctx.stop):  # trials run in-process see SIGTERM too
+        summary = run_search(store, optimizer, pool=pool, budget=opts.budget, logger=log,
+                             writer=_Scalars(ctx.tb), stop_flag=ctx.stop, max_retries=opts.max_retries)
+    paths = write_report(store, ctx.run.path, title=f"Search {ctx.run.exp_id}")
+    best = summary["best"]
+    log.info("%d evaluations (%d failed), ended by %s; best %s; report in %s", summary["evaluations"],
+             summary["failed"], summary["reason"],
+             f"{best['candidate_id']} score {best['score']:.4f}" if best else "none", paths["report"])
+    if summary["reason"] == "stopped":
+        ctx.stop.raise_if_requested()
+    return {**summary, "store": STORE_NAME, "report": {k: p.name for k, p in paths.items()}}
+
+
+# -- building blocks (also used by SearchOptions.validate and the pipeline) ----------------------
+
+
+def build_space(opts: SearchOptions) -> Space:
+    """Partition block over the chosen tasks (when searched), then the hyperparameter ranges."""
+    blocks: list = []
+    if opts.search_partition:
+        blocks.append(PartitionBlock(tuple(opts.task_names()), restrict_amt=opts.restrict_amt))
+    lines = list(opts.hyperparameters)
+    if opts.hyperparameters_file:
+        try:
+            lines += Path(opts.hyperparameters_file).read_text().splitlines()
+        except OSError as err:
+            raise UserError(f"--hyperparameters_file {opts.hyperparameters_file}: {err.strerror}.") from None
+    blocks += parse_hyperparameters("\n".join(lines))
+    if not blocks:
+        raise UserError("the search space is empty: search the partition (--search_partition true) and/or give "
+                        "--hyperparameters / --hyperparameters_file.")
+    return Space(tuple(blocks))
+
+
+def build_optimizer(opts: SearchOptions, space: Space) -> MetaOptimizer:
+    """The meta-optimizer named by opts.optimizer with opts.optimizer_options; UserError when they are wrong."""
+    if opts.optimizer not in OPTIMIZERS:
+        known = OPTIMIZERS.available()
+        raise UserError(f"--optimizer: {unknown_name_message('meta-optimizer', opts.optimizer, known)}")
+    try:
+        return create_optimizer(opts.optimizer, space, seed=opts.seed, **opts.optimizer_options)
+    except (TypeError, ValueError) as err:
+        accepted = ", ".join(optimizer_option_names(opts.optimizer)) or "none"
+        raise UserError(f"--optimizer_options for {opts.optimizer}: {err} (its options: {accepted}).") from None
+
+
+def optimizer_option_names(name: str) -> list[str]:
+    """The settings a registered meta-optimizer accepts (for error messages)."""
+    cls = OPTIMIZERS.get(name)
+    if name.startswith("es"):
+        return [f.name for f in dataclasses.fields(ESOptions)]
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "space", "seed")]
+
+
+def check_objective_name(name: str) -> None:
+    """UserError (closest name first) unless `name` is a known objective."""
+    if name not in objective_names():
+        raise UserError(f"--objective: {unknown_name_message('objective', name, objective_names())}")
+
+
+def build_objective(opts: SearchOptions, space: Space, ctx: JobContext | None = None):
+    """The objective named by opts.objective, built from opts.objective_options.
+
+    A plug-in either defines `from_search(space, options, context)` (it then decides everything), or
+    is called as `factory(space=..., **objective_options)`, where constructor parameters named like a
+    context entry (tasks, dataset, task_choice, data_dir, exp_root, run_id, device, seed) are filled
+    from the search when objective_options does not set them.
+    """
+    try:
+        factory = get_objective(opts.objective)
+    except ImportError as err:
+        raise UserError(f"objective {opts.objective!r} is not available here ({err}).") from None
+    context = {
+        "space": space, "tasks": list(space.tasks), "dataset": opts.dataset, "task_choice": opts.task_choice,
+        "data_dir": str(Path(opts.data_dir).resolve()), "seed": opts.seed,
+        "exp_root": str(ctx.run.exp_root.resolve()) if ctx else None, "run_id": ctx.run.exp_id if ctx else None,
+        "device": str(ctx.device) if ctx else "cpu",
+    }
+    options = dict(opts.objective_options)
+    if hasattr(factory, "from_search"):
+        return factory.from_search(space, options, context)
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in options if k not in params and not takes_any]
+    if unknown:
+        accepted = [p for p in params if p not in context]
+        raise UserError(f"--objective_options for {opts.objective}: unknown {', '.join(unknown)} "
+                        f"(its options: {', '.join(accepted) or 'none'}).")
+    injected = {k: v for k, v in context.items() if k in params and k not in options}
+    missing = [k for k, p in params.items() if p.default is inspect.Parameter.empty and k not in injected
+               and k not in options and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    if missing:
+        raise UserError(f"objective {opts.objective} needs " + ", ".join(f"--objective_options.{k}" for k in missing)
+                        + (" (single-task teacher runs: a comma list of exp/<id> or a teachers folder)"
+                           if "teachers" in missing else "") + ".")
+    try:
+        return factory(**injected, **options)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"objective {opts.objective}: {err}") from None
+
+
+class _Scalars:
+    """run_search's writer protocol (add_scalar) on the job's TensorBoard writer."""
+
+    def __init__(self, tb):
+        self.tb = tb
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        self.tb.scalar(tag, value, step)
+
+
+@contextlib.contextmanager
+def _pool(opts: SearchOptions, objective, ctx: JobContext) -> Iterator[Any]:
+    """The worker pool of opts.backend; in-process objectives see the job's device through MTL_DEVICE."""
+    if opts.backend == "inprocess":
+        options: dict[str, Any] = {}
+    elif opts.backend == "local":
+        options = {"devices": list(opts.devices) or None, "num_workers": opts.num_workers or None}
+    else:
+        options = {"address": opts.ray_address or None, "num_cpus": opts.num_workers or None,
+                   "cpus_per_eval": opts.cpus_per_eval, "gpus_per_eval": opts.gpus_per_eval}
+    previous = os.environ.get(DEVICE_ENV)
+    if opts.backend == "inprocess":
+        os.environ[DEVICE_ENV] = str(ctx.device)
+    try:
+        pool = make_pool(opts.backend, objective, **options)
+    except ImportError as err:
+        raise UserError(f"--backend {opts.backend} needs an optional package ({err}); "
+                        "pip install -e '.[ray]'") from None
+    try:
+        yield pool
+    finally:
+        pool.close()
+        if opts.backend == "inprocess":
+            if previous is None:
+                os.environ.pop(DEVICE_ENV, None)
+            else:
+                os.environ[DEVICE_ENV] = previous

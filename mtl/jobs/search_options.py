@@ -1,0 +1,74 @@
+"""Options of the search job: meta-optimizer, objective, search space, budget and workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mtl.config.options import RunOptions, option
+from mtl.errors import UserError
+
+BACKEND_CHOICES = ("inprocess", "local", "ray")
+
+
+@dataclass
+class SearchOptions(RunOptions):
+    """A meta-optimizer proposes candidates, an objective scores them, the results store keeps every one."""
+
+    optimizer: str = option("es", "meta-optimizer: es, es_multiobjective, random, grid or runner")
+    optimizer_options: dict = option({}, "the optimizer's settings, e.g. --optimizer_options.learning_rate 0.1 "
+                                         "(ES: init_random, num_deltas, num_to_use, delta_size, learning_rate, "
+                                         "momentum, nesterov, weight_reg, diag_weight_decay)")
+    objective: str = option("debug", "what scores a candidate: debug (known optimum, no training), "
+                                     "proxy (distillation) or train (a full training run each)")
+    objective_options: dict = option({}, "the objective's settings, e.g. --objective_options.noise 0.05")
+    dataset: str = option("mini_decathlon", "dataset whose tasks the partition covers",
+                          choices=("decathlon", "mini_decathlon"))
+    task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
+    search_partition: bool = option(True, "search the partition matrices of the chosen tasks")
+    restrict_amt: float = option(0.5, "mean channel fraction of random partitions (the original's restrict_amt)")
+    hyperparameters: list[str] = option([], "hyperparameter ranges, es.txt lines 'name default low high "
+                                            "linear|log is_int' (a JSON list for several)")
+    hyperparameters_file: str = option("", "file of es.txt-style hyperparameter lines (the original's config/cmd)")
+    budget: int = option(10000, "evaluations in the results store when the search stops (failed ones count); "
+                                "may grow on --continue", resume_safe=True)
+    backend: str = option("inprocess", "where candidates are evaluated: inprocess (CPU, or one GPU with "
+                                       "population evaluation), local (one process per GPU) or ray",
+                          resume_safe=True, choices=BACKEND_CHOICES)
+    ray_address: str = option("", "Ray cluster to join (auto, ray://head:10001); empty: start a local one",
+                              resume_safe=True)
+    num_workers: int = option(0, "local: CPU workers when no GPU is visible; ray: CPUs of a local cluster "
+                                 "(0: every core)", resume_safe=True)
+    devices: list[str] = option([], "local: one worker per entry, e.g. cuda:0,cuda:1 or cpu,cpu "
+                                    "(empty: every visible GPU, else num_workers CPU workers)", resume_safe=True)
+    cpus_per_eval: float = option(1.0, "ray: CPUs each evaluation reserves", resume_safe=True)
+    gpus_per_eval: float = option(0.0, "ray: GPUs each evaluation reserves (0.5: two per GPU)", resume_safe=True)
+    max_retries: int = option(2, "extra attempts for an evaluation that raised or whose worker died; then it "
+                                 "is recorded as failed", resume_safe=True)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.budget < 1:
+            raise UserError(f"--budget must be at least 1 (got {self.budget}).")
+        if self.max_retries < 0 or self.num_workers < 0:
+            raise UserError("--max_retries and --num_workers must not be negative.")
+        if not 0.0 <= self.restrict_amt <= 1.0:
+            raise UserError(f"--restrict_amt must be in [0, 1] (got {self.restrict_amt}).")
+        from mtl.jobs.search import build_optimizer, check_objective_name
+
+        check_objective_name(self.objective)
+        build_optimizer(self, self.build_space())  # refuses unknown optimizers and bad optimizer_options early
+
+    def task_names(self) -> list[str]:
+        """The chosen domains, in task order; UserError for a bad --task_choice."""
+        from mtl.data.domains import get_dataset, parse_task_choice
+
+        try:
+            return parse_task_choice(self.task_choice, get_dataset(self.dataset))
+        except ValueError as err:
+            raise UserError(f"{err} (dataset {self.dataset})") from None
+
+    def build_space(self):
+        """The declared search space: the tasks' partition block and/or the hyperparameter ranges."""
+        from mtl.jobs.search import build_space
+
+        return build_space(self)

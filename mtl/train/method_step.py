@@ -1,0 +1,294 @@
+"""How the train job steps: 'naive' (one task per step) or a combined multi-task method (every task).
+
+``NaiveSteps`` (``--mtl_method naive``, the default) is the original's regime, unchanged bit for bit:
+the MultiDomainLoader picks one task per step (curriculum), and that task's own SGD steps over the
+shared and its own parameters.
+
+``MethodSteps`` (every other method) takes one batch of *every* task per step from ``TaskBatches``
+(one single-domain MultiDomainLoader per task, each seeded from (seed, task index), so the curriculum
+option does not apply), computes the K losses, lets the method write the combined update into
+``.grad`` (``method.backward``) and steps one SGD over the shared and all task parameters. Tasks have
+separate inputs (each its own images), so each task's graph can be freed once its gradient is taken.
+
+Gradient sources (``--grad_source``, or the method's own ``source`` option): ``shared`` = every
+trainable shared parameter; ``last_shared`` = the last shared layer (ResNet: the last conv of the
+last stage; graph: ``last_shared_parameters``); ``representation`` = the shared features of each
+task's batch (ResNet: the final feature map before the head; graph: the shared nodes feeding the
+task's own nodes). With separate inputs, representation gradients of different tasks live on
+different tensors and are orthogonal, so representation-based methods see no conflict between tasks.
+
+Partitioned models: each task's gradient is already zero outside its backward masks, and every
+method's update is a combination of per-task gradients (or, for the representation source,
+flows through each task's own graph), so an entry's update only ever carries gradients of tasks that
+may update it. The optimizer step is wrapped in a guard for the union of the tasks' update masks:
+entries no task may update (momentum, weight decay) are restored. What is not held: an entry one
+task may update also moves by weight decay and momentum built from other allowed tasks' gradients,
+as in any joint update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mtl.data.loader import MultiDomainLoader
+from mtl.data.sampling import derive_seed
+from mtl.errors import UserError
+from mtl.methods.base import Method, SharedParts, StepInfo
+from mtl.models.graph import GraphModel
+from mtl.models.graph_config import weighted_task_loss
+from mtl.train.loop import autocast, train_step
+from mtl.train.metrics import correct_count
+from mtl.train.optim import make_sgd, set_lr
+
+_STREAM_PURPOSE = 4  # derive_seed purpose of the per-task streams (the loader uses 1-3)
+
+
+def make_steps(opts: Any, model: nn.Module, net: nn.Module, method: Method, tasks: list[str], folder: Path,
+               device: torch.device) -> "NaiveSteps | MethodSteps":
+    """The stepper for `method`: NaiveSteps when it uses per-task optimizers, else MethodSteps."""
+    kind = NaiveSteps if method.uses_task_optimizers else MethodSteps
+    return kind(opts, model, net, method, tasks, folder, device)
+
+
+def _loader_kwargs(opts: Any, device: torch.device) -> dict[str, Any]:
+    return dict(batch_size=opts.batch_size, device=device, train_on_valid=opts.train_on_valid,
+                input_res=opts.input_res, prefetch=opts.prefetch, in_memory=opts.in_memory)
+
+
+class NaiveSteps:
+    """One task per step (sampled by the curriculum), stepped by that task's own SGD."""
+
+    def __init__(self, opts, model, net, method, tasks, folder, device):
+        self.net, self.eval_net, self.method, self.amp = net, net, method, opts.amp
+        self.channels_last = opts.channels_last and device.type == "cuda"
+        self.optimizers = {t: make_sgd(model.parameters_for(t), opts.lr, opts.momentum, opts.weight_decay, True)
+                           for t in tasks}
+        self.loader = MultiDomainLoader(folder, tasks, seed=opts.seed, policy=opts.curriculum,
+                                        **_loader_kwargs(opts, device))
+
+    def step(self, lr: float) -> tuple[dict[str, dict[str, float]], StepInfo | None]:
+        task, images, labels = next(self.loader)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        set_lr(self.optimizers[task], lr)
+        metrics = train_step(self.net, self.optimizers[task], task, images, labels, amp=self.amp)
+        return {task: {**metrics, "images": len(labels)}}, None
+
+    def end_round(self) -> None:
+        self.method.end_round()
+
+    def describe(self) -> str:
+        return "method naive: one task per step (curriculum), its own SGD over shared + its parameters"
+
+
+class TaskBatches:
+    """One batch of every task per call: {task: (images, labels)}, resumable like MultiDomainLoader."""
+
+    def __init__(self, folder: Path, tasks: list[str], seed: int, **loader_kwargs: Any):
+        self.loaders = {t: MultiDomainLoader(folder, [t], seed=derive_seed(seed, _STREAM_PURPOSE, k),
+                                             policy="uniform", **loader_kwargs)
+                        for k, t in enumerate(tasks)}
+
+    def __next__(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {t: next(loader)[1:] for t, loader in self.loaders.items()}
+
+    def update_task_accuracy(self, task: str, accuracy: float) -> None:
+        """No curriculum: every task is in every step."""
+
+    def state_dict(self) -> dict:
+        return {"tasks": {t: loader.state_dict() for t, loader in self.loaders.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        for t, loader in self.loaders.items():
+            loader.load_state_dict(state["tasks"][t])
+
+    def close(self) -> None:
+        for loader in self.loaders.values():
+            loader.close()
+
+
+class MethodNet(nn.Module):
+    """The model as the combined step and evaluation call it: ``net(images, task) -> logits``.
+
+    With `split` (representation source, or a method that transforms the representation such as
+    RotoGrad) a ResNet runs trunk -> features -> ``method.adapt_representation`` -> head, recording
+    the final feature map as the representation; a graph model applies the method's adapter itself
+    and records its own. Otherwise it is the plain forward.
+    """
+
+    def __init__(self, model: nn.Module, net: nn.Module, method: Method, tasks: list[str], split: bool):
+        super().__init__()
+        self.model = model
+        object.__setattr__(self, "_net", net)  # the (maybe compiled) model; not a second submodule
+        object.__setattr__(self, "_method", method)
+        self.tasks, self.split = tasks, split
+        self.graph = isinstance(model, GraphModel)
+        if split and self.graph and _adapts(method):
+            model.adapter = method.adapt_representation
+        elif split and not self.graph and not all(hasattr(model, a) for a in ("trunk", "features", "head")):
+            raise UserError(f"{type(model).__name__} exposes no shared representation (trunk/features/head) "
+                            "for --grad_source representation or a representation-transforming method")
+        self._reps: list[torch.Tensor] = []
+
+    def forward(self, images: torch.Tensor, task: str) -> torch.Tensor:
+        if not self.split or self.graph:
+            logits = self._net(images, task)
+            if self.split and torch.is_grad_enabled():
+                self._reps += self.model.representation
+            return logits
+        z = self.model.features(self.model.trunk(images, task), task)[-1]
+        if torch.is_grad_enabled():
+            self._reps.append(z)
+        return self.model.head(self._method.adapt_representation(z, self.tasks.index(task)), task)
+
+    def take_representation(self) -> list[torch.Tensor]:
+        reps, self._reps = self._reps, []
+        return reps
+
+
+def _adapts(method: Method) -> bool:
+    return type(method).adapt_representation is not Method.adapt_representation
+
+
+class MethodSteps:
+    """Every task every step; the method combines the K losses' gradients; one SGD over everything."""
+
+    def __init__(self, opts, model, net, method, tasks, folder, device):
+        self.model, self.method, self.tasks, self.amp = model, method, tasks, opts.amp
+        self.channels_last = opts.channels_last and device.type == "cuda"
+        self.declared_source = opts.grad_source
+        # Loss-weighting methods (no 'source' option) backward the weighted sum: no source to take.
+        takes_source = hasattr(method.options, "source") or len(method.sources) == 1
+        self.source = method.source_for(SharedParts([], source=opts.grad_source)) if takes_source else None
+        self.net = MethodNet(model, net, method, tasks, split=self.source == "representation" or _adapts(method))
+        self.eval_net = self.net
+        self.optimizers = {"all": make_sgd(model.parameters(), opts.lr, opts.momentum, opts.weight_decay, True)}
+        self.loader = TaskBatches(folder, tasks, opts.seed, **_loader_kwargs(opts, device))
+
+    def step(self, lr: float) -> tuple[dict[str, dict[str, float]], StepInfo]:
+        batches = next(self.loader)
+        if self.channels_last:
+            batches = {t: (x.contiguous(memory_format=torch.channels_last), y) for t, (x, y) in batches.items()}
+        optimizer = self.optimizers["all"]
+        set_lr(optimizer, lr)
+        return multi_task_step(self.net, self.model, self.method, optimizer, batches,
+                               source=self.declared_source, amp=self.amp)
+
+    def end_round(self) -> None:
+        self.method.end_round()
+
+    def describe(self) -> str:
+        heads = getattr(self.method.options, "heads", None)
+        return (f"method {self.method.describe()}: every task every step, one SGD over shared + task "
+                f"parameters | gradient source {self.source or 'none (weighted loss sum)'} (model declares "
+                f"{self.declared_source}) | "
+                f"heads {heads or 'by the method (logged with the first step)'}")
+
+
+def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
+                    batches: dict[str, tuple[torch.Tensor, torch.Tensor]], *, source: str,
+                    amp: bool) -> tuple[dict[str, dict[str, float]], StepInfo]:
+    """One combined step: every task's loss, the method's update into .grad, one optimizer step.
+
+    Args:
+        net: the MethodNet (records the representation when the source needs it).
+        model: the underlying model (its shared / task parameters, update masks).
+        method: the MTL method (not 'naive').
+        optimizer: SGD over the model's trainable parameters.
+        batches: task -> (images, labels), in task order.
+        source: the gradient source the model declares (the method's option may override it).
+        amp: bf16 autocast on CUDA.
+
+    Returns:
+        Per task {"loss" (unweighted cross-entropy), "accuracy", "images"}, and the method's StepInfo.
+    """
+    net.train()
+    losses, raw, logits_all, reps = [], [], [], []
+    for task, (images, labels) in batches.items():
+        with autocast(images.device, amp):
+            logits = net(images, task)
+        loss = F.cross_entropy(logits.float(), labels)
+        raw.append(loss.detach())
+        logits_all.append(logits.detach())
+        losses.append(weighted_task_loss(model, task, loss))
+        reps += net.take_representation()
+    tasks = list(batches)
+    optimizer.zero_grad(set_to_none=True)
+    parts = SharedParts(model.shared_parameters(), task_parameters(model, tasks), source,
+                        last_shared_parameters(model), reps, separate_inputs=True)
+    info = method.backward(losses, parts)
+    with update_guard(model, tasks):
+        optimizer.step()
+    if method.needs_losses_after_step:
+        method.after_step(losses_after_step(net, model, batches, amp))
+    metrics = {t: {"loss": float(loss), "accuracy": correct_count(logits, batches[t][1]) / len(batches[t][1]),
+                   "images": len(batches[t][1])}
+               for t, loss, logits in zip(tasks, raw, logits_all)}
+    return metrics, info
+
+
+def task_parameters(model: nn.Module, tasks: list[str]) -> list[nn.Parameter]:
+    """Every task's own trainable parameters, each once, in task order."""
+    seen, params = set(), []
+    for task in tasks:
+        for p in model.task_parameters(task):
+            if id(p) not in seen and p.requires_grad:
+                seen.add(id(p))
+                params.append(p)
+    return params
+
+
+def last_shared_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The last shared layer: the model's own declaration, else a ResNet's last conv."""
+    if hasattr(model, "last_shared_parameters"):
+        return list(model.last_shared_parameters())
+    if hasattr(model, "stages"):
+        return [p for p in model.stages[-1][-1].conv2.parameters() if p.requires_grad]
+    return []
+
+
+@contextlib.contextmanager
+def update_guard(model: nn.Module, tasks: list[str]) -> Iterator[None]:
+    """Restore, after the step, weight entries that no task of `tasks` may update (partitioned models)."""
+    if not hasattr(model, "update_masks"):
+        yield
+        return
+    # A weight a task does not list is one it may update entirely: only weights every task lists
+    # can hold entries nobody may update.
+    listed = [{id(w): (w, keep) for w, keep in model.update_masks(task) if w.requires_grad} for task in tasks]
+    saved = []
+    for key in set.intersection(*(set(m) for m in listed)) if listed else ():
+        keep = listed[0][key][1]
+        for masks in listed[1:]:
+            keep = keep | masks[key][1]
+        weight = listed[0][key][0]
+        if not bool(keep.all()):
+            saved.append((weight, keep, weight.detach().clone()))
+    yield
+    with torch.no_grad():
+        for weight, keep, old in saved:
+            weight.copy_(torch.where(keep, weight, old))
+
+
+@torch.no_grad()
+def losses_after_step(net: MethodNet, model: nn.Module, batches: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                      amp: bool) -> list[torch.Tensor]:
+    """The same batches' losses after the update (FAMO), in training mode as the official code does,
+    without side effects: BatchNorm statistics and the random generators are put back."""
+    buffers = [(b, b.clone()) for b in model.buffers()]
+    device = next(iter(batches.values()))[0].device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        losses = []
+        for task, (images, labels) in batches.items():
+            with autocast(images.device, amp):
+                logits = net(images, task)
+            losses.append(weighted_task_loss(model, task, F.cross_entropy(logits.float(), labels)))
+    for buffer, saved in buffers:
+        buffer.copy_(saved)
+    return losses

@@ -1,0 +1,45 @@
+"""Proxy validation: rank statistics, and the job's report recomputed from its saved raw data."""
+
+import json
+
+import numpy as np
+import pytest
+
+from distill_helpers import RES, TASKS, WIDTH, train_tiny_teachers
+from mtl.distill.validation import rank_correlations, summarize
+
+
+@pytest.fixture(scope="session")
+def teachers(mini_data_dir, tmp_path_factory):
+    return train_tiny_teachers(tmp_path_factory.getbasetemp() / "distill_exp", mini_data_dir)
+
+
+def test_rank_correlations_and_bootstrap_interval():
+    x = np.arange(12.0)
+    perfect = rank_correlations(x, 2 * x + 1, bootstrap=200)
+    assert perfect["spearman"]["value"] == pytest.approx(1.0) and perfect["kendall"]["value"] == pytest.approx(1.0)
+    assert perfect["spearman"]["ci"] == pytest.approx([1.0, 1.0])
+    noisy = rank_correlations(x, x + np.random.default_rng(0).normal(0, 4, 12), bootstrap=200, seed=1)
+    low, high = noisy["spearman"]["ci"]
+    assert low < noisy["spearman"]["value"] < high <= 1.0
+    assert rank_correlations(x, -x, bootstrap=50)["kendall"]["value"] == pytest.approx(-1.0)
+
+
+@pytest.mark.slow
+def test_validation_job_reports_correlations_recomputable_from_raw_data(cli, teachers, mini_data_dir):
+    full = {"num_rounds": 1, "train_iters": 6, "lr_drop_steps": [100], "batch_size": 8, "val_max_images": 32,
+            "eval_batch_size": 200, "prefetch": 0, "checkpoint_every": 100, "log_every": 50}
+    result = cli("-e", "check", "--config", "exp.mini_distillation_sampling", "--device", "cpu",
+                 "--data_dir", str(mini_data_dir), "--teachers", str(teachers), "--task_choice", "-".join(TASKS),
+                 "--width", str(WIDTH), "--input_res", str(RES), "--steps", "12", "--val_images", "32",
+                 "--num_partitions", "2", "--budgets", json.dumps({"short": {"steps": 6, "batch_size": 8}}),
+                 "--full_options", json.dumps(full), "--bootstrap", "200")
+    assert result.returncode == 0, result.stderr
+    run = cli.cwd / "exp" / "check"
+    raw = json.loads((run / "proxy_validation.json").read_text())
+    reported = json.loads((run / "results.json").read_text())
+    assert len(raw["candidates"]) == 4 and set(raw["budgets"]) == {"default", "short"}
+    assert summarize(raw) == {k: v for k, v in reported.items() if k not in ("raw", "report", "plot")}
+    assert (run / "scatter.png").stat().st_size > 1000
+    assert "Spearman" in (run / "report.md").read_text()
+    assert sorted(p.name for p in (run / "full").iterdir()) == sorted(f"{c['id']}_s0" for c in raw["candidates"])
