@@ -127,3 +127,13 @@ def parse_task_choice(choice: str, spec: DatasetSpec) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError(f"--task_choice {choice!r} names a task twice")
     return names
+
+
+def choose_tasks(dataset: str, task_choice: str) -> list[str]:
+    """Domain names chosen by a job's --task_choice; UserError (with the dataset named) when bad."""
+    from mtl.errors import UserError
+
+    try:
+        return parse_task_choice(task_choice, get_dataset(dataset))
+    except ValueError as err:
+        raise UserError(f"{err} (dataset {dataset})") from None

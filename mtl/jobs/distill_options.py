@@ -57,9 +57,6 @@ class DistillOptions(RunOptions):
 
     def task_names(self) -> list[str]:
         """The chosen domains, in task order; UserError for a bad --task_choice."""
-        from mtl.data.domains import get_dataset, parse_task_choice
+        from mtl.data.domains import choose_tasks
 
-        try:
-            return parse_task_choice(self.task_choice, get_dataset(self.dataset))
-        except ValueError as err:
-            raise UserError(f"{err} (dataset {self.dataset})") from None
+        return choose_tasks(self.dataset, self.task_choice)
