@@ -5,6 +5,8 @@
 #   DATA_DIR=/mnt/ssd/data ./setup_cloud.sh
 #   SKIP_DATA=1 ./setup_cloud.sh     # install only
 #   IMAGENET_TAR=/path/decathlon-1.0-data-imagenet.tar ./setup_cloud.sh   # also prepare imagenet12
+#   SKIP_INSTALL=1 PY=/path/to/python ./setup_cloud.sh   # data only, with an environment you already have
+#   DECATHLON_URL=http://mirror/share ./setup_cloud.sh    # another host serving the same two archives
 #
 # Every step is resumable: downloads continue (wget -c), finished extractions and prepared domains
 # are skipped, so running it again after an interruption picks up where it stopped.
@@ -17,13 +19,17 @@ PYTHON=${PYTHON:-python3.11}
 DATA_DIR=${DATA_DIR:-data}
 DEC="$DATA_DIR/decathlon"
 DOWNLOADS="$DATA_DIR/downloads"
-URL=http://www.robots.ox.ac.uk/~vgg/share  # the devkit and data archives of the original README
+URL=${DECATHLON_URL:-http://www.robots.ox.ac.uk/~vgg/share}  # the original README's devkit and data archives
 NINE=aircraft,cifar100,daimlerpedcls,dtd,gtsrb,vgg-flowers,omniglot,svhn,ucf101
 
 # 1. Install: the Makefile's .venv (torch, the package in editable mode, tests and the Ray extra).
-command -v "$PYTHON" >/dev/null || PYTHON=python3
-make venv PYTHON="$PYTHON"
-PY=.venv/bin/python
+if [ "${SKIP_INSTALL:-0}" = 1 ]; then
+  PY=${PY:-.venv/bin/python}
+else
+  command -v "$PYTHON" >/dev/null || PYTHON=python3
+  make venv PYTHON="$PYTHON"
+  PY=.venv/bin/python
+fi
 $PY -c "import torch; print('torch', torch.__version__, '| CUDA devices:', torch.cuda.device_count())"
 [ "${SKIP_DATA:-0}" = 1 ] && { echo "installed; data skipped (SKIP_DATA=1)"; exit 0; }
 
