@@ -155,3 +155,23 @@ def test_proxy_search_killed_mid_generation_loses_and_repeats_nothing(main_runne
     assert [r[:3] for r in after] == [r[:3] for r in reference] and all(r[4] == 1 for r in after)
     # the 2 unrecorded candidates of generation 1 ran as a smaller population: same scores up to rounding
     assert [r[3] for r in after] == pytest.approx([r[3] for r in reference], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_sigterm_in_parallel_stages_checkpoints_them_and_continue_gives_the_same_table(main_runner, cli, demo,
+                                                                                       mini_data_dir):
+    """Teachers and retrains two at a time in worker processes; the first two retrains (teachers stop at
+    step 12) get SIGTERM at step 14 in their workers. Continued, the table equals the sequential demo's."""
+    stopped = main_runner("-e", "demo", *_tiny(mini_data_dir), "--parallel_stages", "2",
+                          env={"MTL_FAULT": "TERM@train_step=14"})
+    assert stopped.returncode == 143, stopped.stderr
+    assert "2 at a time" in stopped.stderr
+    exp = main_runner.cwd / "exp"
+    assert nested_status(exp, "demo/retrain/share_all") == "interrupted"
+    assert nested_status(exp, "demo/retrain/es_best") == "missing"  # queued stages were not started
+    assert "--continue" in stopped.stderr
+    resumed = cli("-e", "demo", "--continue", "--parallel_stages", "1")  # in-process, so its log is captured here
+    assert resumed.returncode == 0, resumed.stderr
+    assert "[demo/retrain/share_all] resumed from step 14" in resumed.stderr
+    table = json.loads((exp / "demo/table.json").read_text())
+    assert table == json.loads((demo / "demo/table.json").read_text())

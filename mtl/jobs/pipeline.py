@@ -29,6 +29,7 @@ from mtl.jobs.context import JobContext
 from mtl.jobs.nested import run_nested
 from mtl.jobs.pipeline_options import PipelineOptions
 from mtl.jobs.pipeline_table import build_table, render_table
+from mtl.jobs.stage_pool import Stage, run_stages
 from mtl.meta.objectives import get_objective
 from mtl.meta.partition import Partition, load_partition, preset, save_partition
 from mtl.meta.store import ResultsStore
@@ -44,8 +45,8 @@ def run_pipeline(ctx: JobContext) -> dict:
         torch.set_num_threads(opts.num_threads)
     log.info("pipeline over %s: teachers, search (%s, budget %d)%s, retrain", ", ".join(tasks), opts.objective,
              opts.budget, ", random search" if opts.random_search else "")
-    teachers = {t: _stage(ctx, "train", f"teachers/{t}", opts.teacher_config, _teacher_layers(opts, t))
-                for t in tasks}
+    teachers = _train_stages(ctx, {t: (f"teachers/{t}", opts.teacher_config, _teacher_layers(opts, t))
+                                   for t in tasks})
     teacher_ids = [f"{ctx.run.exp_id}/teachers/{t}" for t in tasks]
     searches = {"es_best": "search"}
     _search_stage(ctx, "search", teacher_ids)
@@ -55,10 +56,10 @@ def run_pipeline(ctx: JobContext) -> dict:
                       optimizer_options={"batch_size": opts.random_batch_size})
     partitions = _final_partitions(ctx, tasks, searches)
     proxy = _proxy_scores(ctx, teacher_ids, partitions)
-    retrains = {}
-    for name, path in partitions.items():
-        layers = [{"model": "partitioned_resnet26", "partition": str(path)}, opts.train_options, opts.retrain_options]
-        retrains[name] = _stage(ctx, "train", f"retrain/{name}", opts.retrain_config, layers)
+    retrains = _train_stages(ctx, {
+        name: (f"retrain/{name}", opts.retrain_config,
+               [{"model": "partitioned_resnet26", "partition": str(path)}, opts.train_options, opts.retrain_options])
+        for name, path in partitions.items()})
     table = build_table(opts, tasks, teachers, retrains, partitions, proxy, _settings(opts, ctx))
     text = render_table(table)
     (ctx.run.path / "table.md").write_text(text + "\n")
@@ -75,6 +76,28 @@ def _stage(ctx: JobContext, job: str, name: str, config: str, layers: list[dict]
            replace: dict | None = None) -> dict[str, Any]:
     """Options from `config` < the pipeline's common options < `layers` (< `replace`, not merged); run it."""
     ctx.stop.raise_if_requested()
+    stage = _stage_spec(ctx, job, name, config, layers, replace)
+    ctx.log.info("stage %s (%s %s)", name, job, config)
+    return run_nested(job, stage.opts, ctx.run.exp_root, stage.exp_id, stop=ctx.stop, note=stage.note)
+
+
+def _train_stages(ctx: JobContext, specs: dict[str, tuple[str, str, list[dict]]]) -> dict[str, dict[str, Any]]:
+    """Independent train stages (key -> (name, config, layers)): one after the other, or --parallel_stages
+    at a time in worker processes (same runs, same numbers); their results by key."""
+    opts = ctx.opts
+    if opts.parallel_stages <= 1 or len(specs) <= 1:
+        return {key: _stage(ctx, "train", *spec) for key, spec in specs.items()}
+    ctx.stop.raise_if_requested()
+    stages = [_stage_spec(ctx, "train", *spec) for spec in specs.values()]
+    ctx.log.info("stages %s (train), %d at a time", ", ".join(name for name, _, _ in specs.values()),
+                 opts.parallel_stages)
+    results = run_stages(stages, ctx.run.exp_root, workers=min(opts.parallel_stages, len(stages)),
+                         device=ctx.device, stop=ctx.stop, log=ctx.log, threads=opts.num_threads)
+    return dict(zip(specs, results))
+
+
+def _stage_spec(ctx: JobContext, job: str, name: str, config: str, layers: list[dict],
+                replace: dict | None = None) -> Stage:
     opts = ctx.opts
     common = {"dataset": opts.dataset, "task_choice": opts.task_choice, "data_dir": opts.data_dir,
               "device": opts.device, "seed": opts.seed}
@@ -86,10 +109,7 @@ def _stage(ctx: JobContext, job: str, name: str, config: str, layers: list[dict]
         values = _merge(values, layer)
     values.update(replace or {})
     stage_opts = build_options(get_job(job).options_cls, values, f"pipeline stage {name} ({config})")
-    exp_id = f"{ctx.run.exp_id}/{name}"
-    ctx.log.info("stage %s (%s %s)", name, job, config)
-    results = run_nested(job, stage_opts, ctx.run.exp_root, exp_id, stop=ctx.stop, note=f"pipeline {ctx.run.exp_id}")
-    return results
+    return Stage(job, stage_opts, f"{ctx.run.exp_id}/{name}", note=f"pipeline {ctx.run.exp_id}")
 
 
 def _merge(values: dict, layer: dict) -> dict:

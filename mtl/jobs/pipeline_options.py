@@ -30,13 +30,17 @@ class PipelineOptions(RunOptions):
     retrain_options: dict = option({}, "train options of the retrains only, e.g. --retrain_options.num_rounds 10")
     baselines: list[str] = option(["share_all", "independent"], "partition presets retrained as baselines")
     share_fixed: list[float] = option([0.25, 0.5, 0.75], "share_fixed amounts retrained as baselines")
+    parallel_stages: int = option(1, "independent training stages (the teachers, the retrains) run this many at "
+                                     "a time, each in its own process (one per core or GPU); same numbers as 1",
+                                  resume_safe=True)
     num_threads: int = option(0, "CPU threads of torch for every stage (0: torch's default, one per core)",
                               resume_safe=True)
 
     def validate(self) -> None:
         super().validate()
-        if self.budget < 1 or self.random_batch_size < 1 or self.num_threads < 0:
-            raise UserError("--budget and --random_batch_size must be at least 1, --num_threads at least 0.")
+        if self.budget < 1 or self.random_batch_size < 1 or self.parallel_stages < 1 or self.num_threads < 0:
+            raise UserError("--budget, --random_batch_size and --parallel_stages must be at least 1, --num_threads "
+                            "at least 0.")
         if any(not 0.0 <= s <= 1.0 for s in self.share_fixed):
             raise UserError(f"--share_fixed amounts must be in [0, 1] (got {self.share_fixed}).")
         from mtl.meta.partition import PRESETS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 
 
@@ -18,6 +19,7 @@ class StopFlag:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.listeners: list = []  # called with the signal number when one arrives (e.g. to pass it on)
         self._previous: dict[int, object] = {}
 
     def install(self) -> "StopFlag":
@@ -43,3 +45,24 @@ class StopFlag:
         if self.signum == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum
+        for listener in list(self.listeners):
+            listener(signum)
+
+
+class OrphanAwareStopFlag(StopFlag):
+    """A stop flag for a worker process: also set (as SIGTERM) once the parent process is gone, so an
+    orphaned worker checkpoints and stops instead of running on beside a restarted parent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parent = os.getppid()
+
+    @property
+    def requested(self) -> bool:
+        if self.signum is None and os.getppid() != self._parent:
+            self.signum = signal.SIGTERM
+        return self.signum is not None
+
+    def raise_if_requested(self) -> None:
+        if self.requested:
+            raise Interrupted(self.signum)
