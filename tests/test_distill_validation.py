@@ -43,3 +43,16 @@ def test_validation_job_reports_correlations_recomputable_from_raw_data(cli, tea
     assert (run / "scatter.png").stat().st_size > 1000
     assert "Spearman" in (run / "report.md").read_text()
     assert sorted(p.name for p in (run / "full").iterdir()) == sorted(f"{c['id']}_s0" for c in raw["candidates"])
+    assert "full_seed_agreement" not in reported
+
+    # A second training seed added on --continue: only the new trainings run; the noise ceiling is reported.
+    proxy_mtime = (run / "proxy_validation.json").stat().st_mtime_ns
+    again = cli("-e", "check", "--continue", "--full_seeds", "0,1")
+    assert again.returncode == 0, again.stderr
+    assert "proxy budget" not in again.stderr  # proxy scores were kept
+    raw = json.loads((run / "proxy_validation.json").read_text())
+    reported = json.loads((run / "results.json").read_text())
+    assert (run / "proxy_validation.json").stat().st_mtime_ns != proxy_mtime
+    assert all(len(c["full"]["seed_scores"]) == 2 for c in raw["candidates"])
+    assert summarize(raw) == {k: v for k, v in reported.items() if k not in ("raw", "report", "plot")}
+    assert "full_seed_agreement" in reported and "the noise ceiling" in (run / "report.md").read_text()

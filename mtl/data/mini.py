@@ -44,15 +44,17 @@ class MiniDomain:
     render: Callable[[int, int, np.random.Generator], Image.Image]
 
 
-# Codes are alphabetical positions, as in the devkit. baseline_acc: what a ResNet-26 reaches here after a
-# short CPU training (reference for the decathlon-style score); proxy_reference: the proxy's divisor.
+# Codes are alphabetical positions, as in the devkit. baseline_acc (E_base of the decathlon-style score,
+# 250 points): what the reference short training reaches, exp.mini_dec with share_all over the six domains
+# (1200 steps, width 0.25, 32 px; measured 96/90/96/96/68/51 %), rounded down to 5 %. Symmetry sits at
+# chance there, so its reference is chance. proxy_reference: the proxy's divisor (the original's task_high).
 MINI_DOMAINS = (
     MiniDomain(DomainSpec("digits", 2, 10, False, 95.0, 0.95), tuple("0123456789"), 0, R.render_digit),
-    MiniDomain(DomainSpec("glyphs", 3, 40, False, 80.0, 0.80), tuple(R.GLYPHS), 30, R.render_glyph),
-    MiniDomain(DomainSpec("shapes", 4, 8, True, 90.0, 0.90), R.SHAPES, 100, R.render_shape),
+    MiniDomain(DomainSpec("glyphs", 3, 40, False, 90.0, 0.80), tuple(R.GLYPHS), 30, R.render_glyph),
+    MiniDomain(DomainSpec("shapes", 4, 8, True, 95.0, 0.90), R.SHAPES, 100, R.render_shape),
     MiniDomain(DomainSpec("colors", 1, 4, True, 95.0, 0.95), R.COLORS, 100, R.render_colored),
-    MiniDomain(DomainSpec("textures", 6, 12, True, 85.0, 0.85), R.TEXTURES, 40, R.render_texture),
-    MiniDomain(DomainSpec("symmetry", 5, 2, True, 80.0, 0.80), R.SYMMETRY, 200, R.render_symmetry),
+    MiniDomain(DomainSpec("textures", 6, 12, True, 65.0, 0.85), R.TEXTURES, 40, R.render_texture),
+    MiniDomain(DomainSpec("symmetry", 5, 2, True, 50.0, 0.80), R.SYMMETRY, 200, R.render_symmetry),
 )
 MINI_DECATHLON = register_dataset(DatasetSpec("mini_decathlon", tuple(d.spec for d in MINI_DOMAINS)))
 

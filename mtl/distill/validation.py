@@ -84,6 +84,9 @@ def summarize(raw: dict) -> dict:
             for signal in SIGNALS if all(signal in c["proxy"][name] for c in candidates)}
         summary["budgets"][name] = entry
     summary["resource"] = rank_correlations([c["resource"] for c in candidates], full, b, seed)
+    seeds = [c["full"].get("seed_scores", []) for c in candidates]
+    if all(len(s) >= 2 for s in seeds):  # full training against itself: the ceiling at this training noise
+        summary["full_seed_agreement"] = rank_correlations([s[0] for s in seeds], [s[1] for s in seeds], b, seed)
     return summary
 
 
@@ -101,7 +104,12 @@ def render_report(raw: dict, summary: dict) -> str:
         lines.append(f"| {name} | {schedule} | {_fmt(entry['spearman'])} | {_fmt(entry['kendall'])} | "
                      f"{budget.get('seconds_per_candidate', float('nan')):.2f} |")
     res = summary["resource"]
-    lines += [f"| (mean channel fraction alone) | - | {_fmt(res['spearman'])} | {_fmt(res['kendall'])} | - |", "",
+    lines += [f"| (mean channel fraction alone) | - | {_fmt(res['spearman'])} | {_fmt(res['kendall'])} | - |"]
+    if "full_seed_agreement" in summary:
+        agree = summary["full_seed_agreement"]
+        lines += [f"| (full training, seed 1 vs seed 0: the noise ceiling) | - | {_fmt(agree['spearman'])} | "
+                  f"{_fmt(agree['kendall'])} | - |"]
+    lines += ["",
               "Per-task Spearman (proxy task score vs full-training task accuracy):", ""]
     lines += [f"- {name}: " + ", ".join(f"{t} {v:.2f}" if v is not None else f"{t} -"
                                         for t, v in entry["per_task_spearman"].items())

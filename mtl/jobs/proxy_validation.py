@@ -160,10 +160,11 @@ def raw_data(opts: ProxyValidationOptions, tasks: list[str], candidates: list[di
         runs = [state["full"][f"{c['id']}_s{s}"]["accuracy"] for s in opts.full_seeds]
         accuracy = {t: float(np.mean([r[t] for r in runs])) for t in tasks}
         per_task = {t: a / spec.domain(t).proxy_reference for t, a in accuracy.items()}
+        per_seed = [float(np.mean([r[t] / spec.domain(t).proxy_reference for t in tasks])) for r in runs]
         rows.append({"id": c["id"], "preset": c["preset"], "raw": c["partition"].raw[0].tolist(),
                      "resource": float(np.mean(c["partition"].channel_use())),
                      "full": {"score": float(np.mean(list(per_task.values()))), "per_task": per_task,
-                              "accuracy": accuracy, "seeds": list(opts.full_seeds)},
+                              "accuracy": accuracy, "seeds": list(opts.full_seeds), "seed_scores": per_seed},
                      "proxy": {name: results[k] for name, results in state["proxy"].items()}})
     return {"tasks": tasks, "dataset": opts.dataset, "bootstrap": opts.bootstrap, "bootstrap_seed": opts.seed,
             "budgets": state["budgets"], "candidates": rows, "full_config": opts.full_config,

@@ -27,10 +27,12 @@ class ProxyValidationOptions(DistillOptions):
                                          "uniformly from this range (so the sample spans resource levels)")
     presets: list[str] = option(["share_all", "independent"], "preset partitions added to the sample")
     budgets: dict = option(DEFAULT_BUDGETS, "cheaper proxy budgets: name -> schedule overrides (steps, batch_size, "
-                           "lr, ...); the LR drops at 2/3 of the steps unless lr_drop_steps is given")
+                           "lr, ...); the LR drops at 2/3 of the steps unless lr_drop_steps is given; budgets "
+                           "may be added on --continue", resume_safe=True)
     full_config: str = option("exp.mini_dec", "train config of the full multi-task trainings")
     full_options: dict = option({}, "train option overrides of the full trainings, e.g. --full_options.num_rounds 3")
-    full_seeds: list[int] = option([0], "training seeds per partition (full-training scores are averaged)")
+    full_seeds: list[int] = option([0], "training seeds per partition (full-training scores are averaged; "
+                                   "seeds may be added on --continue)", resume_safe=True)
     teacher_config: str = option("exp.mini_finetune", "train config of teachers trained here (--teachers empty)")
     teacher_options: dict = option({}, "train option overrides of the teachers trained here")
     bootstrap: int = option(1000, "bootstrap resamples for the confidence intervals", resume_safe=True)
