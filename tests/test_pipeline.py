@@ -52,9 +52,11 @@ def test_bad_pipeline_options_are_user_errors(cli):
     assert result.returncode == 2 and "share_fixed amounts go in --share_fixed" in result.stderr
 
 
-def _tiny(data_dir):
-    """exp.demo shrunk further: 2 tasks, width 0.125, 16 px, a dozen steps per stage, 12 evaluations."""
+def _tiny(data_dir, parallel_stages=1):
+    """exp.demo shrunk further: 2 tasks, width 0.125, 16 px, a dozen steps per stage, 12 evaluations; the
+    trainings one at a time in this process unless `parallel_stages`."""
     return ["--config", "exp.demo", "--data_dir", str(data_dir), "--device", "cpu", "--task_choice", "digits-colors",
+            "--parallel_stages", str(parallel_stages),
             "--train_options.width", "0.125", "--train_options.input_res", "16", "--train_options.val_max_images",
             "64", "--train_options.checkpoint_every", "5",
             "--teacher_options.train_iters", "12", "--teacher_options.lr_drop_steps", "[100]",
@@ -162,7 +164,7 @@ def test_sigterm_in_parallel_stages_checkpoints_them_and_continue_gives_the_same
                                                                                        mini_data_dir):
     """Teachers and retrains two at a time in worker processes; the first two retrains (teachers stop at
     step 12) get SIGTERM at step 14 in their workers. Continued, the table equals the sequential demo's."""
-    stopped = main_runner("-e", "demo", *_tiny(mini_data_dir), "--parallel_stages", "2",
+    stopped = main_runner("-e", "demo", *_tiny(mini_data_dir, parallel_stages=2),
                           env={"MTL_FAULT": "TERM@train_step=14"})
     assert stopped.returncode == 143, stopped.stderr
     assert "2 at a time" in stopped.stderr

@@ -53,6 +53,17 @@ def nested_status(exp_root: str | Path, exp_id: str) -> str:
     return run.read_status().get("state", "unknown") if run.exists() else "missing"
 
 
+def nested_done(job_name: str, opts: Any, exp_root: str | Path, exp_id: str) -> bool:
+    """Whether `run_nested` would just return the saved results (done, with these very options)."""
+    run = RunDir(resolve_run_path(exp_root, exp_id), exp_id)
+    if not (run.exists() and run.results_path.exists() and run.read_status().get("state") == "done"):
+        return False
+    try:
+        return _saved_options(get_job(job_name), run) == dataclasses.asdict(opts)
+    except UserError:
+        return False
+
+
 def run_nested(job_name: str, opts: Any, exp_root: str | Path, exp_id: str, *, stop: StopFlag | None = None,
                note: str = "") -> dict[str, Any]:
     """Run job `job_name` with options `opts` as run `exp_id` under `exp_root`; returns its results.

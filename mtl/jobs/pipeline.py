@@ -26,7 +26,7 @@ from mtl.config.options import build_options
 from mtl.errors import UserError
 from mtl.jobs import get_job, register_job
 from mtl.jobs.context import JobContext
-from mtl.jobs.nested import run_nested
+from mtl.jobs.nested import nested_done, run_nested
 from mtl.jobs.pipeline_options import PipelineOptions
 from mtl.jobs.pipeline_table import build_table, render_table
 from mtl.jobs.stage_pool import Stage, run_stages
@@ -85,15 +85,16 @@ def _train_stages(ctx: JobContext, specs: dict[str, tuple[str, str, list[dict]]]
     """Independent train stages (key -> (name, config, layers)): one after the other, or --parallel_stages
     at a time in worker processes (same runs, same numbers); their results by key."""
     opts = ctx.opts
-    if opts.parallel_stages <= 1 or len(specs) <= 1:
+    stages = {key: _stage_spec(ctx, "train", *spec) for key, spec in specs.items()}
+    to_run = [key for key, s in stages.items() if not nested_done(s.job, s.opts, ctx.run.exp_root, s.exp_id)]
+    if opts.parallel_stages <= 1 or len(to_run) <= 1:
         return {key: _stage(ctx, "train", *spec) for key, spec in specs.items()}
     ctx.stop.raise_if_requested()
-    stages = [_stage_spec(ctx, "train", *spec) for spec in specs.values()]
-    ctx.log.info("stages %s (train), %d at a time", ", ".join(name for name, _, _ in specs.values()),
-                 opts.parallel_stages)
-    results = run_stages(stages, ctx.run.exp_root, workers=min(opts.parallel_stages, len(stages)),
-                         device=ctx.device, stop=ctx.stop, log=ctx.log, threads=opts.num_threads)
-    return dict(zip(specs, results))
+    ctx.log.info("stages %s (train), %d at a time", ", ".join(specs[k][0] for k in to_run), opts.parallel_stages)
+    results = run_stages([stages[k] for k in to_run], ctx.run.exp_root, device=ctx.device, stop=ctx.stop,
+                         log=ctx.log, workers=min(opts.parallel_stages, len(to_run)), threads=opts.num_threads)
+    done = dict(zip(to_run, results))
+    return {key: done[key] if key in done else _stage(ctx, "train", *spec) for key, spec in specs.items()}
 
 
 def _stage_spec(ctx: JobContext, job: str, name: str, config: str, layers: list[dict],
@@ -213,7 +214,8 @@ def _settings(opts: PipelineOptions, ctx: JobContext) -> dict[str, Any]:
     return {"dataset": opts.dataset, "device": device, "objective": opts.objective, "budget": opts.budget,
             "width": retrain.get("width", 1.0), "input_res": retrain.get("input_res", 72),
             "teacher_steps": teacher.get("num_rounds", 1) * teacher.get("train_iters", 0),
-            "retrain_steps": retrain.get("num_rounds", 1) * retrain.get("train_iters", 0)}
+            "retrain_steps": retrain.get("num_rounds", 1) * retrain.get("train_iters", 0),
+            "partition_layers": retrain.get("partition_layers", "last_stage_conv1")}
 
 
 def _stage_ids(ctx: JobContext, tasks, searches, partitions) -> dict[str, Any]:

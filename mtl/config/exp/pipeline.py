@@ -4,6 +4,7 @@
     python main.py -e full --config exp.pipeline
     python main.py -e full --config exp.pipeline --search_options.backend local   # every visible GPU
     python main.py -e full --continue                  # finished stages are skipped
+    python main.py -e full --config exp.pipeline --parallel_stages 8   # 8 GPUs: 8 trainings at a time
 
 Tasks 1-9: a teacher per task (exp.finetune, 50k steps), ES over partitions with the distillation
 proxy (exp.es_dist: 10,000 evaluations), random search at the same budget, then exp.dec (200k steps)
