@@ -64,16 +64,17 @@ class SyntheticCache:
             x = self.val_x[start:min(start + batch_size, self.val_sizes[t])]
             yield x, labels[:len(x)], log_probs[:len(x)]
 
-    def readout(self, t, final_block):
+    def readout(self, t, final_block, mask=None):
         task = self.tasks[t]
-        return self.teacher.head(torch.relu(self.teacher.final_bn[task](final_block)), task)
+        final = torch.relu(self.teacher.final_bn[task](final_block))
+        return self.teacher.head(final if mask is None else final * mask.view(*mask.shape, 1, 1), task)
 
 
-def measure(cache, schedule, population: int, stack: str, amp: bool) -> dict:
+def measure(cache, schedule, population: int, stack: str, amp: bool, layers: str) -> dict:
     """Train and score `population` random candidates together; seconds for training and for scoring."""
     partitions = [preset("random", len(cache.tasks), seed=k) for k in range(population)]
-    trainer = ProxyTrainer(cache, build_student(cache, partitions, list(range(population)), stack=stack),
-                           schedule, amp)
+    student = build_student(cache, partitions, list(range(population)), stack=stack, layers=layers)
+    trainer = ProxyTrainer(cache, student, schedule, amp)
     trainer.train(until=2)  # warm-up (kernel selection, allocator)
     _sync(cache.device)
     start = time.perf_counter()
@@ -112,6 +113,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--no_amp", action="store_true", help="no bf16 autocast on CUDA")
     parser.add_argument("--cpu_reduced", action="store_true", help="40 steps, 64 val images per task")
+    parser.add_argument("--layers", default="last_stage_conv1", choices=("last_stage_conv1", "last_stage"),
+                        help="partitioned layers of the student")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -125,13 +128,13 @@ def main() -> None:
     full_images = sum(min(full_val, VAL_SIZES.get(t, full_val)) for t in tasks)
     val_factor = full_images / sum(cache.val_sizes)
     print(f"device {args.device} ({torch.get_num_threads()} threads), ResNet-26 width {args.width} at "
-          f"{args.input_res} px, {len(tasks)} tasks; measured budget: {args.steps} steps x batch {args.batch_size}, "
+          f"{args.input_res} px, {len(tasks)} tasks, partitioned {args.layers}; measured budget: {args.steps} steps x batch {args.batch_size}, "
           f"{sum(cache.val_sizes)} val images; full budget: {full_steps} steps, {full_images} val images")
     print(f"{'stack':8} {'P':>3} {'train s':>8} {'ms/step':>8} {'score s':>8} {'evals/h measured':>17} "
           f"{'evals/h full budget':>20}")
     for stack in args.stacks.split(","):
         for population in (int(p) for p in args.populations.split(",")):
-            m = measure(cache, schedule, population, stack, not args.no_amp)
+            m = measure(cache, schedule, population, stack, not args.no_amp, args.layers)
             measured, full = per_hour(m, population, full_steps, val_factor)
             tag = "" if (full_steps, full_val) == (args.steps, args.val_images) else " (extrapolated)"
             print(f"{stack:8} {population:3d} {m['train_s']:8.2f} {1000 * m['train_s'] / m['steps']:8.1f} "
