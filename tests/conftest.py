@@ -18,6 +18,12 @@ torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Back to one thread for every test module, whatever an in-process job set before."""
+    torch.set_num_threads(1)
+
+
 def run_main(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300):
     """Run `python main.py ARGS` in `cwd` (so exp/ lands there); returns the CompletedProcess."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}

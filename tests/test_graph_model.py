@@ -12,13 +12,6 @@ from mtl.methods import build_method
 from mtl.models.graph import Concat, GraphModel, Node, Select
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def torchmtl_example():
     """The torchMTL README graph, in its own dict format."""

@@ -35,14 +35,6 @@ class Toy(nn.Module):
                            list(self.shared[0].parameters()), [self.z])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids thread-pool contention on the shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def data():
     g = torch.Generator().manual_seed(1)

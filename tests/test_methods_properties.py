@@ -22,13 +22,6 @@ from mtl.methods.rotograd import rotate, rotate_back
 from mtl.methods.upgrad import upgrad_weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def jacobian(k: int, d: int, seed: int = 0) -> torch.Tensor:
     """Random task gradients (rows) with a conflicting pair."""

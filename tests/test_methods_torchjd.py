@@ -27,13 +27,6 @@ from mtl.methods.qp import min_norm_weights  # noqa: E402
 from mtl.methods.upgrad import upgrad_weights  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def jacobian(k: int, d: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(100 + seed)

@@ -15,14 +15,6 @@ TASKS = [("a", 5), ("b", 3), ("c", 4)]
 X = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convs: thread hand-off costs more than it saves on 2 shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _model(partition="random", layers="last_stage_conv1", **kw):
     torch.manual_seed(0)

@@ -14,14 +14,6 @@ from mtl.models.resnet import ResNet26
 TASKS = [("a", 5), ("b", 3)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convs: thread hand-off costs more than it saves on 2 shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _conv_weights(module):
     return sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Conv2d))

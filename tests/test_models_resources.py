@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from mtl.meta.partition import Partition, from_fractions
 from mtl.models import build_model
@@ -11,14 +10,6 @@ from mtl.models.resources import format_resources, network_conv_params, task_res
 TASKS = [("aircraft", 100), ("dtd", 47), ("gtsrb", 43), ("svhn", 10)]
 STAGE_MACS_72 = 358_318_080  # each stage at 72 px; stem 4,478,976
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny convs: thread hand-off costs more than it saves on 2 shared cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_full_network_params_and_macs():
