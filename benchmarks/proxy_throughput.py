@@ -21,6 +21,7 @@ import time
 import torch
 
 from mtl.data.domains import DECATHLON
+from mtl.distill.features import teacher_readout
 from mtl.distill.proxy import ProxySchedule, ProxyTrainer, build_student
 from mtl.meta.partition import preset
 from mtl.models.resnet import ResNet26
@@ -65,9 +66,7 @@ class SyntheticCache:
             yield x, labels[:len(x)], log_probs[:len(x)]
 
     def readout(self, t, final_block, mask=None):
-        task = self.tasks[t]
-        final = torch.relu(self.teacher.final_bn[task](final_block))
-        return self.teacher.head(final if mask is None else final * mask.view(*mask.shape, 1, 1), task)
+        return teacher_readout(self.teacher, self.tasks[t], final_block, mask)
 
 
 def measure(cache, schedule, population: int, stack: str, amp: bool, layers: str) -> dict:
@@ -128,7 +127,8 @@ def main() -> None:
     full_images = sum(min(full_val, VAL_SIZES.get(t, full_val)) for t in tasks)
     val_factor = full_images / sum(cache.val_sizes)
     print(f"device {args.device} ({torch.get_num_threads()} threads), ResNet-26 width {args.width} at "
-          f"{args.input_res} px, {len(tasks)} tasks, partitioned {args.layers}; measured budget: {args.steps} steps x batch {args.batch_size}, "
+          f"{args.input_res} px, {len(tasks)} tasks, partitioned {args.layers}; "
+          f"measured budget: {args.steps} steps x batch {args.batch_size}, "
           f"{sum(cache.val_sizes)} val images; full budget: {full_steps} steps, {full_images} val images")
     print(f"{'stack':8} {'P':>3} {'train s':>8} {'ms/step':>8} {'score s':>8} {'evals/h measured':>17} "
           f"{'evals/h full budget':>20}")

@@ -30,6 +30,13 @@ from mtl.errors import UserError
 _CHUNK = 256  # images per teacher forward while building the cache
 
 
+def teacher_readout(model, task: str, final_block: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Logits of `model`'s final BN, ReLU, pooling and head for `task` on last-block outputs [B, C, h, w];
+    `mask` ([B, C], optional) zeroes unused channels after the BatchNorm, as a partitioned model does."""
+    final = F.relu(model.final_bn[task](final_block))
+    return model.head(final if mask is None else final * mask.view(*mask.shape, 1, 1), task)
+
+
 @dataclass
 class _TaskImages:
     """One task's proxy images: teacher inputs (uncached mode) or cached teacher outputs."""
@@ -130,9 +137,7 @@ class FeatureCache:
         """Logits of the teacher's final BN, ReLU, pooling and head on last-block outputs [B, C, h, w];
         `mask` ([B, C], optional) zeroes unused channels after the BatchNorm, as a partitioned model does."""
         task = self.tasks[t]
-        model = self.teachers[task].model
-        final = F.relu(model.final_bn[task](final_block))
-        return model.head(final if mask is None else final * mask.view(*mask.shape, 1, 1), task)
+        return teacher_readout(self.teachers[task].model, task, final_block, mask)
 
     # --- building --------------------------------------------------------------------------------
 

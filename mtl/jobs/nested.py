@@ -56,10 +56,8 @@ def nested_status(exp_root: str | Path, exp_id: str) -> str:
 def nested_done(job_name: str, opts: Any, exp_root: str | Path, exp_id: str) -> bool:
     """Whether `run_nested` would just return the saved results (done, with these very options)."""
     run = RunDir(resolve_run_path(exp_root, exp_id), exp_id)
-    if not (run.exists() and run.results_path.exists() and run.read_status().get("state") == "done"):
-        return False
     try:
-        return _saved_options(get_job(job_name), run) == dataclasses.asdict(opts)
+        return run.exists() and _finished(run, _saved_options(get_job(job_name), run), dataclasses.asdict(opts))
     except UserError:
         return False
 
@@ -87,13 +85,18 @@ def run_nested(job_name: str, opts: Any, exp_root: str | Path, exp_id: str, *, s
     if resuming:
         saved = _saved_options(job, run)
         _check_same_run(job, saved, options, run)
-        if saved == options and run.read_status().get("state") == "done" and run.results_path.exists():
+        if _finished(run, saved, options):
             return read_json(run.results_path)
     else:
         run.create()
     run.write_config({"job": job.name, "config": note or "nested", "options": options,
                       "command": None, "written": dt.datetime.now().isoformat(timespec="seconds")})
     return _launch(job, opts, run, resuming, stop or current_stop())
+
+
+def _finished(run: RunDir, saved: dict, options: dict) -> bool:
+    """Done, with results, and started with exactly `options`: nothing to run."""
+    return saved == options and run.read_status().get("state") == "done" and run.results_path.exists()
 
 
 def _saved_options(job, run: RunDir) -> dict:

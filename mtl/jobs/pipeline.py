@@ -75,26 +75,40 @@ def run_pipeline(ctx: JobContext) -> dict:
 def _stage(ctx: JobContext, job: str, name: str, config: str, layers: list[dict],
            replace: dict | None = None) -> dict[str, Any]:
     """Options from `config` < the pipeline's common options < `layers` (< `replace`, not merged); run it."""
+    return _run_stage(ctx, _stage_spec(ctx, job, name, config, layers, replace), config)
+
+
+def _run_stage(ctx: JobContext, stage: Stage, config: str) -> dict[str, Any]:
     ctx.stop.raise_if_requested()
-    stage = _stage_spec(ctx, job, name, config, layers, replace)
-    ctx.log.info("stage %s (%s %s)", name, job, config)
-    return run_nested(job, stage.opts, ctx.run.exp_root, stage.exp_id, stop=ctx.stop, note=stage.note)
+    ctx.log.info("stage %s (%s %s)", _stage_name(ctx, stage), stage.job, config)
+    return run_nested(stage.job, stage.opts, ctx.run.exp_root, stage.exp_id, stop=ctx.stop, note=stage.note)
 
 
 def _train_stages(ctx: JobContext, specs: dict[str, tuple[str, str, list[dict]]]) -> dict[str, dict[str, Any]]:
     """Independent train stages (key -> (name, config, layers)): one after the other, or --parallel_stages
     at a time in worker processes (same runs, same numbers); their results by key."""
-    opts = ctx.opts
     stages = {key: _stage_spec(ctx, "train", *spec) for key, spec in specs.items()}
+    done = _run_parallel(ctx, stages) if ctx.opts.parallel_stages > 1 else {}
+    return {key: done[key] if key in done else _run_stage(ctx, stage, specs[key][1])
+            for key, stage in stages.items()}
+
+
+def _run_parallel(ctx: JobContext, stages: dict[str, Stage]) -> dict[str, dict[str, Any]]:
+    """The stages not done yet, in worker processes; their results by key ({} when fewer than two are
+    left: those run in-process, without starting workers)."""
     to_run = [key for key, s in stages.items() if not nested_done(s.job, s.opts, ctx.run.exp_root, s.exp_id)]
-    if opts.parallel_stages <= 1 or len(to_run) <= 1:
-        return {key: _stage(ctx, "train", *spec) for key, spec in specs.items()}
+    if len(to_run) <= 1:
+        return {}
     ctx.stop.raise_if_requested()
-    ctx.log.info("stages %s (train), %d at a time", ", ".join(specs[k][0] for k in to_run), opts.parallel_stages)
+    workers = min(ctx.opts.parallel_stages, len(to_run))
+    ctx.log.info("stages %s (train), %d at a time", ", ".join(_stage_name(ctx, stages[k]) for k in to_run), workers)
     results = run_stages([stages[k] for k in to_run], ctx.run.exp_root, device=ctx.device, stop=ctx.stop,
-                         log=ctx.log, workers=min(opts.parallel_stages, len(to_run)), threads=opts.num_threads)
-    done = dict(zip(to_run, results))
-    return {key: done[key] if key in done else _stage(ctx, "train", *spec) for key, spec in specs.items()}
+                         log=ctx.log, workers=workers, threads=ctx.opts.num_threads)
+    return dict(zip(to_run, results))
+
+
+def _stage_name(ctx: JobContext, stage: Stage) -> str:
+    return stage.exp_id.removeprefix(f"{ctx.run.exp_id}/")
 
 
 def _stage_spec(ctx: JobContext, job: str, name: str, config: str, layers: list[dict],

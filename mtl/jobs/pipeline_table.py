@@ -52,11 +52,10 @@ def render_table(table: dict) -> str:
     """The table as markdown, with a caption stating the (reduced) settings."""
     s = table["settings"]
     tasks = table["tasks"]
-    layers = s.get("partition_layers", "last_stage_conv1")
     lines = [f"Pipeline results on {s['dataset']} ({', '.join(tasks)}): ResNet-26 width {s['width']:g}, "
              f"{s['input_res']} px inputs, device {s['device']}; teachers {s['teacher_steps']} steps each, "
-             f"retrains {s['retrain_steps']} steps, partitioned layers: {layers}; search: {s['objective']} "
-             f"objective, {s['budget']} evaluations (ES and random search). Validation accuracy in %.", ""]
+             f"retrains {s['retrain_steps']} steps, partitioned layers: {s['partition_layers']}; "
+             f"search: {s['objective']} objective, {s['budget']} evaluations (ES and random search). Validation accuracy in %.", ""]
     header = ["variant", *tasks, "mean", "score", "channels", "params/task", "proxy"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")

@@ -38,7 +38,7 @@ class StopFlag:
 
     def raise_if_requested(self) -> None:
         """Raise Interrupted when a stop was requested (call right after checkpointing)."""
-        if self.signum is not None:
+        if self.requested:
             raise Interrupted(self.signum)
 
     def _handle(self, signum, _frame) -> None:
@@ -62,7 +62,3 @@ class OrphanAwareStopFlag(StopFlag):
         if self.signum is None and os.getppid() != self._parent:
             self.signum = signal.SIGTERM
         return self.signum is not None
-
-    def raise_if_requested(self) -> None:
-        if self.requested:
-            raise Interrupted(self.signum)
