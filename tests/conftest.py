@@ -82,6 +82,16 @@ def mini_data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def families_data_dir(tmp_path_factory) -> Path:
+    """A data root holding the prepared task-families dataset, built once per test session."""
+    from mtl.data.embedded import ensure_embedded
+
+    root = tmp_path_factory.getbasetemp() / "families_data"
+    ensure_embedded("mini_families", root)
+    return root
+
+
+@pytest.fixture(scope="session")
 def mini_root(mini_data_dir) -> Path:
     """The prepared mini-decathlon folder itself (devkit files and <domain>.h5)."""
     return mini_data_dir / "mini_decathlon"

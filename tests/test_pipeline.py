@@ -55,8 +55,8 @@ def test_bad_pipeline_options_are_user_errors(cli):
 def _tiny(data_dir, parallel_stages=1):
     """exp.demo shrunk further: 2 tasks, width 0.125, 16 px, a dozen steps per stage, 12 evaluations; the
     trainings one at a time in this process unless `parallel_stages`."""
-    return ["--config", "exp.demo", "--data_dir", str(data_dir), "--device", "cpu", "--task_choice", "digits-colors",
-            "--parallel_stages", str(parallel_stages),
+    return ["--config", "exp.demo", "--data_dir", str(data_dir), "--device", "cpu", "--dataset", "mini_decathlon",
+            "--task_choice", "digits-colors", "--parallel_stages", str(parallel_stages), "--retrain_seeds", "2",
             "--train_options.width", "0.125", "--train_options.input_res", "16", "--train_options.val_max_images",
             "64", "--train_options.checkpoint_every", "5",
             "--teacher_options.train_iters", "12", "--teacher_options.lr_drop_steps", "[100]",
@@ -69,8 +69,8 @@ def _tiny(data_dir, parallel_stages=1):
             "--baselines", "share_all", "--share_fixed", "0.5"]
 
 
-STAGES = ["teachers/digits", "teachers/colors", "search", "random_search", "proxy_scores", "retrain/share_all",
-          "retrain/share_fixed_0.5", "retrain/random_best", "retrain/es_best"]
+STAGES = ["teachers/digits", "teachers/colors", "search", "random_search", "proxy_scores",
+          *(f"retrain/{v}/s{k}" for v in ("share_all", "share_fixed_0.5", "random_best", "es_best") for k in (0, 1))]
 
 
 @pytest.fixture(scope="module")
@@ -98,9 +98,10 @@ def test_demo_runs_every_stage_and_writes_the_table(demo):
                       "ES best (searched)"]
     assert all(row["proxy_score"] is not None for row in table["rows"][1:])
     assert [row["channels"] for row in table["rows"][:3]] == pytest.approx([1.0, 1.0, 0.75])
+    assert [len(row["seeds"]) for row in table["rows"]] == [1, 2, 2, 2, 2]
     text = (demo / "demo/table.md").read_text()
-    assert "width 0.125, 16 px inputs" in text and "| ES best (searched) |" in text
-    assert (demo / "demo/search/best_partition.json").exists()
+    assert "width 0.125, 16 px inputs" in text and "| ES best (searched) |" in text and " ± " in text
+    assert (demo / "demo/search/best_partition.json").exists() and (demo / "demo/pareto.png").stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -118,7 +119,7 @@ def test_continue_of_a_done_pipeline_skips_every_stage(demo, mini_data_dir, caps
 
 @pytest.mark.slow
 def test_sigkill_mid_pipeline_then_continue_gives_the_same_table(main_runner, cli, demo, mini_data_dir):
-    # Teachers stop at step 12, so the first training to reach step 14 is retrain/share_all
+    # Teachers stop at step 12, so the first training to reach step 14 is retrain/share_all/s0
     # (its last checkpoint: step 10).
     killed = main_runner("-e", "demo", *_tiny(mini_data_dir), env={"MTL_FAULT": "KILL@train_step=14"})
     assert killed.returncode == -9, killed.stderr
@@ -127,7 +128,7 @@ def test_sigkill_mid_pipeline_then_continue_gives_the_same_table(main_runner, cl
     done = {s: (exp / f"demo/{s}/results.json").stat().st_mtime_ns for s in STAGES[:5]}
     resumed = cli("-e", "demo", "--continue")
     assert resumed.returncode == 0, resumed.stderr
-    assert "[demo/retrain/share_all] resumed from step 10" in resumed.stderr
+    assert "[demo/retrain/share_all/s0] resumed from step 10" in resumed.stderr
     assert {s: (exp / f"demo/{s}/results.json").stat().st_mtime_ns for s in STAGES[:5]} == done
     table = json.loads((exp / "demo/table.json").read_text())
     assert table == json.loads((demo / "demo/table.json").read_text())
@@ -169,11 +170,11 @@ def test_sigterm_in_parallel_stages_checkpoints_them_and_continue_gives_the_same
     assert stopped.returncode == 143, stopped.stderr
     assert "2 at a time" in stopped.stderr
     exp = main_runner.cwd / "exp"
-    assert nested_status(exp, "demo/retrain/share_all") == "interrupted"
-    assert nested_status(exp, "demo/retrain/es_best") == "missing"  # queued stages were not started
+    assert nested_status(exp, "demo/retrain/share_all/s0") == "interrupted"
+    assert nested_status(exp, "demo/retrain/es_best/s1") == "missing"  # queued stages were not started
     assert "--continue" in stopped.stderr
     resumed = cli("-e", "demo", "--continue", "--parallel_stages", "1")  # in-process, so its log is captured here
     assert resumed.returncode == 0, resumed.stderr
-    assert "[demo/retrain/share_all] resumed from step 14" in resumed.stderr
+    assert "[demo/retrain/share_all/s0] resumed from step 14" in resumed.stderr
     table = json.loads((exp / "demo/table.json").read_text())
     assert table == json.loads((demo / "demo/table.json").read_text())

@@ -20,6 +20,8 @@ class DomainSpec:
         flip_safe: whether a horizontal flip keeps the label (False for signs, digits, glyphs).
         baseline_acc: accuracy (%) of the reference fine-tuned ResNet-26 (decathlon score: 250 pts).
         proxy_reference: accuracy fraction the distillation proxy divides by (original `task_high`).
+        family: the task family (datasets built with a known sharing structure, mtl/data/families.py);
+            "" when the dataset states none.
     """
 
     name: str
@@ -28,6 +30,7 @@ class DomainSpec:
     flip_safe: bool = True
     baseline_acc: float = 50.0
     proxy_reference: float = 1.0
+    family: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ DECATHLON = DatasetSpec(
 )
 
 DATASETS: dict[str, DatasetSpec] = {"decathlon": DECATHLON}
+DATASET_CHOICES = ("decathlon", "mini_decathlon", "mini_families")  # the option choices of every job
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
@@ -82,11 +86,9 @@ def get_dataset(name: str) -> DatasetSpec:
 
 
 def _load_builtin_specs() -> None:
-    # The mini-decathlon module registers its own spec; importing it here keeps one source of truth.
-    try:
-        import mtl.data.mini  # noqa: F401
-    except ImportError:
-        pass
+    # The embedded datasets' modules register their own specs; importing them here keeps one source of truth.
+    import mtl.data.families  # noqa: F401
+    import mtl.data.mini  # noqa: F401
 
 
 def parse_task_choice(choice: str, spec: DatasetSpec) -> list[str]:
@@ -127,6 +129,12 @@ def parse_task_choice(choice: str, spec: DatasetSpec) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError(f"--task_choice {choice!r} names a task twice")
     return names
+
+
+def task_families(dataset: str, tasks: list[str]) -> list[str]:
+    """Each task's family in `dataset` ("" where the dataset states none)."""
+    spec = get_dataset(dataset)
+    return [spec.domain(t).family for t in tasks]
 
 
 def choose_tasks(dataset: str, task_choice: str) -> list[str]:

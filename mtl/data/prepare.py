@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from mtl.data.devkit import ID_BASE, SPLITS, SplitAnnotations, read_domain
-from mtl.data.domains import DatasetSpec, get_dataset
+from mtl.data.domains import DATASET_CHOICES, DatasetSpec, get_dataset
 from mtl.data.images import STORED_RES, Decoder
 from mtl.data.store import FORMAT_VERSION, domain_file_path, is_complete
 from mtl.errors import UserError
@@ -39,11 +39,11 @@ def prepare_dataset(
     domains: Sequence[str] | None = None,
     progress: bool = True,
 ) -> dict:
-    """Prepare the HDF5 files of dataset `name` ("decathlon" or "mini_decathlon") under `data_dir`.
+    """Prepare the HDF5 files of dataset `name` ("decathlon" or an embedded one) under `data_dir`.
 
     Args:
         data_dir: holds the devkit (annotations/, data/<domain>/...); the .h5 files are written beside.
-            For "mini_decathlon" the devkit is generated first when missing.
+            For an embedded dataset (mini_decathlon, mini_families) the devkit is generated first when missing.
         skip_bad: leave out missing/corrupt images (recorded in the report) instead of stopping.
         workers: decoding processes; None = automatic (in-process for small domains), 0/1 = in-process.
         domains: subset of domain names; default all of the dataset's.
@@ -57,11 +57,11 @@ def prepare_dataset(
         UserError: missing folder / annotation file / image, corrupt image, or inconsistent counts.
     """
     data_dir = Path(data_dir)
-    if name == "mini_decathlon":
-        from mtl.data.mini import generate_mini_decathlon, has_devkit
+    from mtl.data.embedded import get_embedded
 
-        if not has_devkit(data_dir):
-            generate_mini_decathlon(data_dir)
+    embedded = get_embedded(name)
+    if embedded is not None and not embedded.has_devkit(data_dir):
+        embedded.generate(data_dir)
     spec = _dataset_spec(name)
     chosen = list(domains) if domains else spec.names
     unknown = [d for d in chosen if d not in spec.names]
@@ -279,7 +279,7 @@ def _crash_hook(count: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mtl.data.prepare", description=__doc__.splitlines()[0])
-    parser.add_argument("dataset", choices=["decathlon", "mini_decathlon"])
+    parser.add_argument("dataset", choices=list(DATASET_CHOICES))
     parser.add_argument("--data_dir", default=None, help="devkit folder (default: data/<dataset>)")
     parser.add_argument("--skip_bad", action="store_true", help="skip missing/corrupt images, report them")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: auto)")

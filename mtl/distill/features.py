@@ -194,11 +194,11 @@ class FeatureCache:
 
 
 def data_folder(dataset: str, data_dir: str | Path, tasks: list[str]) -> Path:
-    """data_dir/<dataset>: the mini-decathlon is built when missing, the decathlon must be prepared."""
-    if dataset == "mini_decathlon":
-        from mtl.data.mini import ensure_mini_decathlon
+    """data_dir/<dataset>: an embedded dataset is built when missing, the decathlon must be prepared."""
+    from mtl.data.embedded import ensure_embedded, get_embedded
 
-        return ensure_mini_decathlon(data_dir)
+    if get_embedded(dataset) is not None:
+        return ensure_embedded(dataset, data_dir)
     folder = Path(data_dir) / dataset
     missing = [t for t in tasks if not is_complete(domain_file_path(folder, t))]
     if missing:

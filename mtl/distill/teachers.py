@@ -64,7 +64,7 @@ def teacher_runs(spec: str | Sequence[str], tasks: Sequence[str], exp_root: str 
         raise UserError(
             f"no teacher for task(s) {', '.join(missing)} in --teachers {','.join(map(str, entries))} "
             f"(found: {found}). Train one per task first, e.g. python main.py -e teachers/{missing[0]} "
-            f"--config exp.{'mini_finetune' if dataset == 'mini_decathlon' else 'finetune'} --task_choice {missing[0]}")
+            f"--config exp.{'finetune' if dataset == 'decathlon' else 'mini_finetune --dataset ' + dataset} --task_choice {missing[0]}")
     return {t: by_task[t] for t in tasks}
 
 

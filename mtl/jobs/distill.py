@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+from mtl.data.domains import task_families
 from mtl.distill.objective import ProxyObjective
 from mtl.distill.proxy import ProxyTrainer, build_student
 from mtl.jobs import register_job
@@ -57,7 +58,8 @@ def _partition(ctx: JobContext, tasks: list[str]):
     opts, path = ctx.opts, ctx.run.path / "partition.json"
     if ctx.resuming and path.exists():
         return load_partition(path, tasks)
-    partition = resolve_partition(opts.partition, tasks, seed=opts.partition_seed)
+    partition = resolve_partition(opts.partition, tasks, seed=opts.partition_seed,
+                                  families=task_families(opts.dataset, tasks))
     save_partition(partition, path)
     return partition
 

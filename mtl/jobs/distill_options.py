@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtl.config.options import RunOptions, option
+from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
 
 
@@ -12,7 +13,7 @@ from mtl.errors import UserError
 class DistillOptions(RunOptions):
     """Score a partition: a partitioned student learns the teachers' last-stage features (original §3.8)."""
 
-    dataset: str = option("decathlon", "dataset under data_dir", choices=("decathlon", "mini_decathlon"))
+    dataset: str = option("decathlon", "dataset under data_dir", choices=DATASET_CHOICES)
     task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names")
     teachers: str = option("teachers", "single-task teacher runs: comma list of exp/<id> (one per task) or a "
                            "folder of runs (relative to the experiment root or a path)")

@@ -20,6 +20,7 @@ import numpy as np
 
 from mtl.config.loader import load_config
 from mtl.config.options import build_options, option_fields
+from mtl.data.domains import task_families
 from mtl.errors import UserError
 from mtl.jobs.nested import run_nested
 from mtl.meta.objectives import OBJECTIVES
@@ -109,7 +110,8 @@ class TrainObjective:
         """Per-task channel fraction of the partitioned layers (1.0 for an unpartitioned model)."""
         if not opts.model.startswith("partitioned"):
             return {t: 1.0 for t in tasks}
-        partition = resolve_partition(opts.partition, tasks, seed=opts.partition_seed)
+        partition = resolve_partition(opts.partition, tasks, seed=opts.partition_seed,
+                                      families=task_families(opts.dataset, tasks))
         return {t: float(f) for t, f in zip(tasks, partition.channel_use())}
 
 

@@ -19,21 +19,29 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mtl.config.loader import load_config
 from mtl.config.options import build_options
+from mtl.data.domains import task_families
 from mtl.errors import UserError
 from mtl.jobs import get_job, register_job
 from mtl.jobs.context import JobContext
 from mtl.jobs.nested import nested_done, run_nested
 from mtl.jobs.pipeline_options import PipelineOptions
-from mtl.jobs.pipeline_table import build_table, render_table
+from mtl.jobs.pipeline_plots import plot_pareto
+from mtl.jobs.pipeline_table import SEARCHED, build_table, render_table, teachers_row, variant_row
 from mtl.jobs.stage_pool import Stage, run_stages
 from mtl.meta.objectives import get_objective
 from mtl.meta.partition import Partition, load_partition, preset, save_partition
 from mtl.meta.store import ResultsStore
+from mtl.meta.structure import family_overlap
+from mtl.models.resnet import STAGE_WIDTHS
 from mtl.util.atomic import atomic_write_json
+
+
+LAST_STAGE_WIDTH = STAGE_WIDTHS[-1]
 
 
 @register_job("pipeline", PipelineOptions)
@@ -57,16 +65,50 @@ def run_pipeline(ctx: JobContext) -> dict:
     partitions = _final_partitions(ctx, tasks, searches)
     proxy = _proxy_scores(ctx, teacher_ids, partitions)
     retrains = _train_stages(ctx, {
-        name: (f"retrain/{name}", opts.retrain_config,
-               [{"model": "partitioned_resnet26", "partition": str(path)}, opts.train_options, opts.retrain_options])
-        for name, path in partitions.items()})
-    table = build_table(opts, tasks, teachers, retrains, partitions, proxy, _settings(opts, ctx))
+        (name, seed): (f"retrain/{name}/s{seed}", opts.retrain_config,
+                       [{"model": "partitioned_resnet26", "partition": str(path)}, opts.train_options,
+                        opts.retrain_options, {"seed": seed}])
+        for name, path in partitions.items() for seed in retrain_seeds(opts)})
+    table = _table(ctx, tasks, teachers, retrains, partitions, proxy)
     text = render_table(table)
     (ctx.run.path / "table.md").write_text(text + "\n")
     atomic_write_json(ctx.run.path / "table.json", table)
+    plot_pareto(table, ctx.run.path / "pareto.png")
     print(text, flush=True)
-    log.info("table written to %s", ctx.run.path / "table.md")
+    log.info("table written to %s (pareto.png beside it)", ctx.run.path / "table.md")
     return {"table": table, "tasks": tasks, "stages": _stage_ids(ctx, tasks, searches, partitions)}
+
+
+def retrain_seeds(opts: PipelineOptions) -> list[int]:
+    """The training seeds of every retrained variant: --retrain_seeds of them, derived from --seed."""
+    return [opts.seed * 1000 + k for k in range(opts.retrain_seeds)]
+
+
+def _table(ctx: JobContext, tasks: list[str], teachers: dict, retrains: dict, partitions: dict[str, Path],
+           proxy: dict[str, dict]) -> dict:
+    """Per-seed rows of every variant, plus the within/cross-family overlap of the searched partitions."""
+    opts = ctx.opts
+    rows = [teachers_row(tasks, teachers, opts.dataset)]
+    for name, path in partitions.items():
+        seeds = [{"seed": seed, "accuracy": retrains[name, seed]["val_accuracy"],
+                  "decathlon_score": retrains[name, seed]["decathlon_score"]} for seed in retrain_seeds(opts)]
+        first = retrains[name, retrain_seeds(opts)[0]]
+        channels = float(np.mean(load_partition(path, tasks).channel_use()))
+        params = float(np.mean([first["resources"][t]["params"] for t in tasks]))
+        rows.append(variant_row(name, seeds, channels, params, proxy.get(name, {}).get("score"), tasks, opts.dataset))
+    settings = _settings(opts, ctx)
+    return build_table(tasks, rows, settings, _structure(opts, tasks, partitions, settings))
+
+
+def _structure(opts: PipelineOptions, tasks: list[str], partitions: dict[str, Path], settings: dict) -> dict:
+    """Realised within- vs cross-family overlap of the searched partitions and the oracle (datasets with
+    task families only), at the channel count of the retrains' last stage."""
+    families = task_families(opts.dataset, tasks)
+    if len(set(families)) < 2 or not all(families):
+        return {}
+    channels = max(1, round(LAST_STAGE_WIDTH * settings["width"]))
+    return {name: family_overlap(load_partition(partitions[name], tasks), families, channels)
+            for name in ("families", *SEARCHED) if name in partitions}
 
 
 # -- stages ------------------------------------------------------------------------------------
@@ -188,6 +230,9 @@ def _final_partitions(ctx: JobContext, tasks: list[str], searches: dict[str, str
         found[name] = preset(name, len(tasks), seed=opts.seed)
     for share in opts.share_fixed:
         found[f"share_fixed_{share:g}"] = preset("share_fixed", len(tasks), share_amt=share, seed=opts.seed)
+    families = task_families(opts.dataset, tasks)
+    if opts.oracle and all(families) and len(set(families)) > 1:  # a reference row: nothing searched uses it
+        found["families"] = preset("families", len(tasks), seed=opts.seed, families=families)
     for name, stage in searches.items():
         best = ctx.run.path / stage / "best_partition.json"
         if not best.exists():
@@ -226,6 +271,7 @@ def _settings(opts: PipelineOptions, ctx: JobContext) -> dict[str, Any]:
     retrain = train_values(opts.retrain_config, opts.train_options, opts.retrain_options)
     device = ctx.device.type if opts.device == "auto" else opts.device
     return {"dataset": opts.dataset, "device": device, "objective": opts.objective, "budget": opts.budget,
+            "seed": opts.seed, "retrain_seeds": opts.retrain_seeds,
             "width": retrain.get("width", 1.0), "input_res": retrain.get("input_res", 72),
             "teacher_steps": teacher.get("num_rounds", 1) * teacher.get("train_iters", 0),
             "retrain_steps": retrain.get("num_rounds", 1) * retrain.get("train_iters", 0),
@@ -236,4 +282,4 @@ def _stage_ids(ctx: JobContext, tasks, searches, partitions) -> dict[str, Any]:
     base = ctx.run.exp_id
     return {"teachers": [f"{base}/teachers/{t}" for t in tasks],
             "searches": [f"{base}/{s}" for s in searches.values()], "proxy_scores": f"{base}/proxy_scores",
-            "retrain": [f"{base}/retrain/{n}" for n in partitions]}
+            "retrain": [f"{base}/retrain/{n}/s{s}" for n in partitions for s in retrain_seeds(ctx.opts)]}

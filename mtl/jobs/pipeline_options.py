@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtl.config.options import RunOptions, option
+from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
 
 
@@ -12,7 +13,7 @@ from mtl.errors import UserError
 class PipelineOptions(RunOptions):
     """Every stage is a nested run under exp/<id>/, skipped when done, continued when cut short."""
 
-    dataset: str = option("mini_decathlon", "dataset of every stage", choices=("decathlon", "mini_decathlon"))
+    dataset: str = option("mini_decathlon", "dataset of every stage", choices=DATASET_CHOICES)
     task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
     train_options: dict = option({}, "train options for every training stage (teachers and retrains), "
                                      "e.g. --train_options.width 0.25")
@@ -30,6 +31,9 @@ class PipelineOptions(RunOptions):
     retrain_options: dict = option({}, "train options of the retrains only, e.g. --retrain_options.num_rounds 10")
     baselines: list[str] = option(["share_all", "independent"], "partition presets retrained as baselines")
     share_fixed: list[float] = option([0.25, 0.5, 0.75], "share_fixed amounts retrained as baselines")
+    oracle: bool = option(True, "also retrain the families oracle (--partition families) as a reference row when "
+                                "the dataset's tasks belong to several families (mini_families)")
+    retrain_seeds: int = option(3, "training seeds of every retrained variant (table cells: mean ± std over them)")
     parallel_stages: int = option(1, "independent training stages (the teachers, the retrains) run this many at "
                                      "a time, each in its own process (one per core or GPU); same numbers as 1",
                                   resume_safe=True)
@@ -38,17 +42,19 @@ class PipelineOptions(RunOptions):
 
     def validate(self) -> None:
         super().validate()
-        if self.budget < 1 or self.random_batch_size < 1 or self.parallel_stages < 1 or self.num_threads < 0:
-            raise UserError("--budget, --random_batch_size and --parallel_stages must be at least 1, --num_threads "
-                            "at least 0.")
+        if min(self.budget, self.random_batch_size, self.parallel_stages, self.retrain_seeds) < 1 \
+                or self.num_threads < 0:
+            raise UserError("--budget, --random_batch_size, --parallel_stages and --retrain_seeds must be at least 1, "
+                            "--num_threads at least 0.")
         if any(not 0.0 <= s <= 1.0 for s in self.share_fixed):
             raise UserError(f"--share_fixed amounts must be in [0, 1] (got {self.share_fixed}).")
         from mtl.meta.partition import PRESETS
 
-        bad = [b for b in self.baselines if b not in PRESETS or b == "share_fixed"]
+        bad = [b for b in self.baselines if b not in PRESETS or b in ("share_fixed", "families")]
         if bad:
             raise UserError(f"--baselines: {', '.join(bad)} not a preset (choices: share_all, independent, "
-                            "share_fwd_only, random; share_fixed amounts go in --share_fixed).")
+                            "share_fwd_only, random; share_fixed amounts go in --share_fixed, the families "
+                            "oracle is --oracle).")
         self.task_names()
 
     def task_names(self) -> list[str]:

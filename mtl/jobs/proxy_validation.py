@@ -20,7 +20,7 @@ import numpy as np
 
 from mtl.config.loader import load_config
 from mtl.config.options import build_options
-from mtl.data.domains import get_dataset
+from mtl.data.domains import get_dataset, task_families
 from mtl.distill.objective import ProxyObjective
 from mtl.distill.validation import plot_scatter, render_report, summarize
 from mtl.jobs import get_job, register_job
@@ -77,7 +77,10 @@ def budgets(opts: ProxyValidationOptions) -> dict[str, dict]:
 
 
 def sample_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> list[dict]:
-    """Presets, then `num_partitions` seeded draws, each around its own mean channel fraction."""
+    """Presets, then `num_partitions` seeded draws, each around its own mean channel fraction (spread), or
+    the equal_size sample."""
+    if opts.sample == "equal_size":
+        return equal_size_candidates(opts, tasks)
     out = [{"id": name, "preset": name, "partition": _tied(preset(name, len(tasks), seed=opts.partition_seed), tasks)}
            for name in opts.presets]
     rng = np.random.default_rng([opts.seed, 61])
@@ -87,6 +90,31 @@ def sample_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> list[di
         raw = np.asarray(block.to_value(block.sample(rng)))
         partition = Partition(raw, tasks=list(tasks), seed=opts.partition_seed, info={"restrict_amt": amt})
         out.append({"id": f"p{i:03d}", "preset": None, "partition": partition})
+    return out
+
+
+def equal_size_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> list[dict]:
+    """Partitions in which every task uses the same fraction f of the channels: the presets of that size
+    (the families oracle when f = 1/K, share_fixed, independent when f = 1/N), then `num_partitions`
+    seeded draws of the pairwise sharing alone (forward overlaps uniform in their feasible interval,
+    backward = forward)."""
+    n, families = len(tasks), task_families(opts.dataset, tasks)
+    kinds = len(set(families)) if all(families) else 0
+    f = opts.equal_size_fraction or (1.0 / kinds if kinds > 1 else 0.5)
+    presets = {}
+    if kinds > 1 and abs(f - 1.0 / kinds) < 1e-9:
+        presets["families"] = preset("families", n, seed=opts.partition_seed, families=families)
+    if f >= 1.0 / n:
+        share = (f - 1.0 / n) / (1.0 - 1.0 / n)
+        presets[f"share_fixed_{share:.2g}"] = preset("share_fixed", n, share_amt=share, seed=opts.partition_seed)
+    out = [{"id": name, "preset": name, "partition": _tied(p, tasks)} for name, p in presets.items()]
+    rng = np.random.default_rng([opts.seed, 67])
+    for i in range(opts.num_partitions):
+        raw = np.ones((2, n, n))
+        raw[0] = rng.uniform(0.0, 1.0, size=(n, n))
+        raw[0][np.diag_indices(n)] = f
+        out.append({"id": f"e{i:03d}", "preset": None,
+                    "partition": Partition(raw, tasks=list(tasks), seed=opts.partition_seed, info={"fraction": f})})
     return out
 
 

@@ -25,7 +25,13 @@ class ProxyValidationOptions(DistillOptions):
     num_partitions: int = option(16, "random partitions to sample (the original's restrict draw)")
     restrict_range: list[float] = option([0.15, 0.85], "each sampled partition's mean channel fraction is drawn "
                                          "uniformly from this range (so the sample spans resource levels)")
-    presets: list[str] = option(["share_all", "independent"], "preset partitions added to the sample")
+    presets: list[str] = option(["share_all", "independent"], "preset partitions added to the sample (spread)")
+    sample: str = option("spread", "spread: partitions across resource levels (each draw around its own mean "
+                         "channel fraction); equal_size: every partition uses the same channel fraction per task "
+                         "and they differ only in what they share (the presets at that size: families, share_fixed)",
+                         choices=("spread", "equal_size"))
+    equal_size_fraction: float = option(0.0, "channel fraction of every task in the equal_size sample (0: 1/K for "
+                                        "a dataset of K task families, else 0.5)")
     budgets: dict = option(DEFAULT_BUDGETS, "cheaper proxy budgets: name -> schedule overrides (steps, batch_size, "
                            "lr, ...); the LR drops at 2/3 of the steps unless lr_drop_steps is given; budgets "
                            "may be added on --continue", resume_safe=True)
@@ -51,5 +57,7 @@ class ProxyValidationOptions(DistillOptions):
             if unknown:
                 raise UserError(f"--budgets.{name}: unknown {', '.join(sorted(unknown))} "
                                 f"(allowed: {', '.join(BUDGET_KEYS)}).")
+        if not 0.0 <= self.equal_size_fraction <= 1.0:
+            raise UserError(f"--equal_size_fraction must be in [0, 1] (got {self.equal_size_fraction}).")
         if not self.full_seeds:
             raise UserError("--full_seeds needs at least one seed.")

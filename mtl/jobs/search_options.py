@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtl.config.options import RunOptions, option
+from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
 
 BACKEND_CHOICES = ("inprocess", "local", "ray")
@@ -22,7 +23,7 @@ class SearchOptions(RunOptions):
                                      "proxy (distillation) or train (a full training run each)")
     objective_options: dict = option({}, "the objective's settings, e.g. --objective_options.noise 0.05")
     dataset: str = option("mini_decathlon", "dataset whose tasks the partition covers",
-                          choices=("decathlon", "mini_decathlon"))
+                          choices=DATASET_CHOICES)
     task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
     search_partition: bool = option(True, "search the partition matrices of the chosen tasks")
     restrict_amt: float = option(0.5, "mean channel fraction of random partitions (the original's restrict_amt)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtl.config.options import RunOptions, option
+from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
 
 
@@ -14,7 +15,7 @@ class TrainOptions(RunOptions):
     SGD: method 'naive'); any other --mtl_method takes one batch of every task per step and steps one
     SGD over shared and task parameters with the method's combined update."""
 
-    dataset: str = option("mini_decathlon", "dataset under data_dir", choices=("decathlon", "mini_decathlon"))
+    dataset: str = option("mini_decathlon", "dataset under data_dir", choices=DATASET_CHOICES)
     task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
     model: str = option("partitioned_resnet26", "model: resnet26, partitioned_resnet26 or graph (--graph_model)")
     graph_model: list[dict] = option([], "graph-composed model: node dicts (name, module, anchor(s), loss, "

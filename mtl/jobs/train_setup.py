@@ -17,11 +17,11 @@ from mtl.util.checkpoint import CheckpointStore
 
 
 def dataset_folder(opts: TrainOptions) -> Path:
-    """data_dir/<dataset>, with the mini-decathlon built when missing and the decathlon checked."""
-    if opts.dataset == "mini_decathlon":
-        from mtl.data.mini import ensure_mini_decathlon
+    """data_dir/<dataset>, with an embedded dataset built when missing and the decathlon checked."""
+    from mtl.data.embedded import ensure_embedded, get_embedded
 
-        return ensure_mini_decathlon(opts.data_dir)
+    if get_embedded(opts.dataset) is not None:
+        return ensure_embedded(opts.dataset, opts.data_dir)
     folder = Path(opts.data_dir) / opts.dataset
     missing = [d for d in opts.task_names() if not is_complete(domain_file_path(folder, d))]
     if missing:

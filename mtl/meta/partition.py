@@ -21,7 +21,7 @@ from mtl.errors import UserError
 
 FORMAT = "mtl.partition"
 VERSION = 1
-PRESETS = ("share_all", "independent", "share_fwd_only", "share_fixed", "random")
+PRESETS = ("share_all", "independent", "share_fwd_only", "share_fixed", "random", "families")
 
 
 @dataclass
@@ -135,19 +135,22 @@ def from_fractions(fwd: np.ndarray, bwd: np.ndarray) -> np.ndarray:
 
 
 def preset(name: str, num_tasks: int, *, share_amt: float = 0.75, seed: int = 0,
-           restrict_amt: float = 0.5, num_unique: int = 1) -> Partition:
+           restrict_amt: float = 0.5, num_unique: int = 1, families: Sequence[str] | None = None) -> Partition:
     """A named starting partition.
 
     Args:
         name: share_all (every task uses and updates every channel); independent (disjoint 1/N
             blocks); share_fwd_only (all use all channels, each updates a disjoint 1/N);
             share_fixed (a common block of `share_amt` plus (1 - share_amt)/N private channels per
-            task, backward = forward); random (the original's `restrict` sampler, seeded).
+            task, backward = forward); random (the original's `restrict` sampler, seeded); families (the
+            oracle of a dataset with task families: each family uses its own disjoint block of 1/K of the
+            channels, K = number of families, shared by its tasks; nothing shared across families).
         num_tasks: N.
         share_amt: shared fraction for share_fixed.
         seed: seed for `random` and for the mask sampler.
         restrict_amt: mean channel fraction of `random`.
         num_unique: U, number of distinct partitions (one per partitioned layer group).
+        families: each task's family name, for `families`.
 
     Returns:
         The partition, with `preset` set to `name`.
@@ -163,6 +166,8 @@ def preset(name: str, num_tasks: int, *, share_amt: float = 0.75, seed: int = 0,
         fwd = bwd = np.diag(np.full(n, 1.0 / n))
     elif name == "share_fwd_only":
         fwd, bwd = np.ones((n, n)), np.diag(np.full(n, 1.0 / n))
+    elif name == "families":
+        fwd = bwd = family_fractions(families, n)
     elif name == "share_fixed":
         if not 0.0 <= share_amt <= 1.0:
             raise ValueError(f"share_amt must be in [0, 1], got {share_amt}")
@@ -172,8 +177,21 @@ def preset(name: str, num_tasks: int, *, share_amt: float = 0.75, seed: int = 0,
     else:
         raise ValueError(f"unknown partition preset {name!r} (choices: {', '.join(PRESETS)})")
     raw = from_fractions(fwd, bwd)
-    return Partition(np.repeat(raw[None], num_unique, axis=0), seed=seed, preset=name,
-                     info={"share_amt": share_amt} if name == "share_fixed" else {})
+    info = {"share_amt": share_amt} if name == "share_fixed" else {"families": list(families)} if name == "families" else {}
+    return Partition(np.repeat(raw[None], num_unique, axis=0), seed=seed, preset=name, info=info)
+
+
+def family_fractions(families: Sequence[str] | None, num_tasks: int) -> np.ndarray:
+    """Fractions of the families oracle: 1/K for every task and pair of one family, 0 across families."""
+    if not families or len(families) != num_tasks or not all(families):
+        raise UserError("the families partition needs a dataset whose tasks belong to families (mini_families); "
+                        f"got families {list(families or [])} for {num_tasks} tasks.")
+    names = list(dict.fromkeys(families))
+    if len(names) < 2:
+        raise UserError(f"the families partition needs tasks of at least two families (got only {names[0]!r}); "
+                        "choose tasks from several families with --task_choice.")
+    same = np.array([[a == b for b in families] for a in families], dtype=np.float64)
+    return same / len(names)
 
 
 def _random_raw(n: int, rng: np.random.Generator, restrict_amt: float) -> np.ndarray:
@@ -265,7 +283,7 @@ def _check_tasks(partition: Partition, tasks: Sequence[str] | None, where: str) 
 
 
 def resolve_partition(spec: "Partition | str", tasks: Sequence[str], *, seed: int = 0,
-                      share_amt: float = 0.75) -> Partition:
+                      share_amt: float = 0.75, families: Sequence[str] | None = None) -> Partition:
     """A Partition from a preset name, a JSON path or a Partition, tied to `tasks`.
 
     Args:
@@ -273,6 +291,7 @@ def resolve_partition(spec: "Partition | str", tasks: Sequence[str], *, seed: in
         tasks: the model's task names (checked against a file's, and recorded).
         seed: seed of the `random` preset and of the mask sampler (a file keeps its own seed).
         share_amt: default shared fraction of share_fixed.
+        families: each task's family (the `families` preset; see `mtl.data.domains.task_families`).
     """
     if isinstance(spec, Partition):
         partition = dataclasses.replace(spec)
@@ -285,6 +304,6 @@ def resolve_partition(spec: "Partition | str", tasks: Sequence[str], *, seed: in
             raise UserError(f"--partition {spec!r} is neither a .json file nor a preset "
                             f"({', '.join(PRESETS)})")
         share = float(amt) if amt else share_amt
-        partition = preset(name, len(tasks), share_amt=share, seed=seed)
+        partition = preset(name, len(tasks), share_amt=share, seed=seed, families=families)
     partition.tasks = list(tasks)
     return partition

@@ -14,7 +14,9 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mtl.meta.partition import Partition
 from mtl.meta.store import Evaluation, ResultsStore
+from mtl.meta.structure import DEFAULT_CHANNELS, realised_fractions
 
 
 def pareto_front(evaluations: Sequence[Evaluation]) -> list[Evaluation]:
@@ -80,7 +82,8 @@ def write_report(store_path: str | Path, out_dir: str | Path, title: str = "Sear
     paths["progress_png"] = plot_progress(evaluations, out / "progress.png")
     paths["pareto_png"] = plot_pareto(evaluations, front, out / "pareto_front.png")
     if best is not None and partition_of(best):
-        paths["partition_png"] = plot_partition(partition_of(best)[1], tasks, out / "best_partition.png")
+        paths["partition_png"] = plot_partition(partition_of(best)[1], tasks, out / "best_partition.png",
+                                                seed=int(best.seed or 0))
     paths["report"] = out / "report.md"
     paths["report"].write_text(render_markdown(title, evaluations, best, front, paths))
     return paths
@@ -119,23 +122,35 @@ def plot_pareto(evaluations: Sequence[Evaluation], front: Sequence[Evaluation], 
     return _save(fig, path)
 
 
-def plot_partition(matrices: list, tasks: Sequence[str], path: Path) -> Path:
-    """Heatmaps of the raw forward and backward matrices (one cell per task pair)."""
-    mats = np.asarray(matrices, dtype=float)
-    n = mats.shape[1]
+def plot_partition(matrices: list, tasks: Sequence[str], path: Path, seed: int = 0,
+                   channels: int = DEFAULT_CHANNELS) -> Path:
+    """best_partition.png: `partition_figure` saved."""
+    return _save(partition_figure(matrices, tasks, seed, channels), path)
+
+
+def partition_figure(matrices: list, tasks: Sequence[str], seed: int = 0, channels: int = DEFAULT_CHANNELS) -> Figure:
+    """Heatmaps of what the partition realises: the fraction of a layer's channels each task uses and
+    each pair shares (forward), and that each task updates and each pair both update (backward), read
+    from the masks a model samples (`mtl.meta.structure`), not from the raw search parameters."""
+    partition = Partition(np.asarray(matrices, dtype=float), seed=seed)
+    mats = realised_fractions(partition, channels)
+    n = partition.num_tasks
     labels = list(tasks) if len(tasks) == n else [str(i) for i in range(n)]
-    fig = Figure(figsize=(4 + 1.2 * n, 2 + 0.6 * n))
+    fig = Figure(figsize=(4 + 1.2 * n, 2.4 + 0.6 * n))
     axes = fig.subplots(1, 2)
-    for ax, mat, name in zip(axes, mats, ("forward (used)", "backward (updated)")):
+    titles = ("forward: channels used / shared", "backward: channels updated / both updated")
+    for ax, mat, name in zip(axes, mats, titles):
         image = ax.imshow(mat, vmin=0, vmax=1, cmap="viridis")
-        ax.set_title(name)
+        ax.set_title(name, fontsize=9)
         ax.set_xticks(range(n), labels, rotation=45, ha="right")
         ax.set_yticks(range(n), labels)
         for i in range(n):
             for j in range(n):
                 ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
+    fig.suptitle(f"fractions of the {channels} channels of a partitioned layer (realised masks, seed {seed})",
+                 fontsize=8)
     fig.colorbar(image, ax=list(axes), shrink=0.8)
-    return _save(fig, path)
+    return fig
 
 
 # -- markdown -----------------------------------------------------------------------------------

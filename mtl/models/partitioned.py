@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mtl.meta.masks import mask_set, sample_masks
+from mtl.meta.masks import mask_set
 from mtl.meta.partition import Partition, resolve_partition, to_json_dict
+from mtl.meta.structure import realised_masks
 from mtl.models import channels as ch
 from mtl.models.factory import MODELS, task_specs
 from mtl.models.resnet import ResNet26
@@ -83,8 +84,7 @@ class PartitionedResNet26(ResNet26):
         self.register_buffer("partition_raw", torch.tensor(partition.raw, dtype=torch.float64, device=device))
         self.register_buffer("partition_seed", torch.tensor(int(partition.seed), device=device))
         for u, c in self._sites(partition.num_unique):
-            fwd, bwd = partition.fractions(u)
-            masks = sample_masks(fwd, bwd, c, seed=[int(partition.seed), u, c])
+            masks = realised_masks(partition, c, u)
             stacked = torch.from_numpy(np.stack([masks.forward, masks.backward]))
             self.register_buffer(f"masks_u{u}_c{c}", stacked.to(device))
         self._plans.clear()
@@ -236,5 +236,7 @@ def build_partitioned_resnet26(tasks: Sequence[Any], *, partition: Any = None,
                                **resnet_opts: Any) -> PartitionedResNet26:
     """ResNet-26 with a feature partition (see `mtl.models.factory.build_model` for the options)."""
     names = [n for n, _ in task_specs(tasks)]
-    part = resolve_partition(partition or "share_all", names, seed=partition_seed, share_amt=share_amt)
+    families = [getattr(t, "family", "") for t in tasks]
+    part = resolve_partition(partition or "share_all", names, seed=partition_seed, share_amt=share_amt,
+                             families=families)
     return PartitionedResNet26(tasks, part, layers=partition_layers, exec_mode=exec_mode, **resnet_opts)

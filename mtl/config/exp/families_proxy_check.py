@@ -1,0 +1,39 @@
+"""Proxy validation where it counts: partitions of equal size on the task-families benchmark (CPU).
+
+    python main.py -e fam_proxy --config exp.families_proxy_check
+    python main.py -e fam_proxy --continue --full_seeds 0,1,2,3      # add a training seed
+
+Every task uses half of the channels of every last-stage conv; the partitions differ only in what they
+share: the families oracle, share_fixed at that size (s = 1/3) and 10 seeded draws of the pairwise
+overlaps. Each is scored by the proxy at several budgets and trained as the demo retrains it
+(exp.families at the demo's size, three seeds), so the mean channel fraction cannot rank them and the
+proxy must see structure. Teachers are trained here, as the demo trains them.
+"""
+
+from mtl.config.exp.demo import OPTIONS as _DEMO
+from mtl.config.exp.mini_dist import OPTIONS as _MINI_DIST
+
+_TRAIN = _DEMO["train_options"]
+
+JOB = "proxy_validation"
+OPTIONS = {
+    **_MINI_DIST,
+    **_DEMO["objective_options"],  # the demo's proxy budget is the default budget here
+    "dataset": "mini_families",
+    "task_choice": "0-1-2-3",
+    "width": _TRAIN["width"],
+    "input_res": _TRAIN["input_res"],
+    "teachers": "",
+    "teacher_config": "exp.mini_finetune",
+    "teacher_options": {**{k: v for k, v in _TRAIN.items() if k not in ("width", "input_res")},
+                        **_DEMO["teacher_options"]},
+    "full_config": "exp.families",
+    "full_options": {**{k: v for k, v in _TRAIN.items() if k not in ("width", "input_res")},
+                     **_DEMO["retrain_options"]},
+    "full_seeds": [0, 1, 2],
+    "sample": "equal_size",
+    "num_partitions": 10,
+    "budgets": {"steps_300_batch_8": {"steps": 300, "batch_size": 8},
+                "steps_1000_batch_8": {"steps": 1000, "batch_size": 8},
+                "steps_3000_batch_4": {"steps": 3000, "batch_size": 4}},
+}

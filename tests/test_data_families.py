@@ -1,0 +1,80 @@
+"""The task-families dataset: devkit-exact, deterministic, real images, and its families oracle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mtl.data.devkit import ID_BASE, read_domain
+from mtl.data.domains import get_dataset, task_families
+from mtl.data.families import FAMILIES
+from mtl.data.store import DomainFile
+from mtl.meta.partition import preset, resolve_partition
+from mtl.meta.structure import family_overlap, realised_masks
+from mtl.errors import UserError
+
+
+def _tree_digest(root) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in ("annotations", "data") for p in sorted((root / folder).rglob("*")) if p.is_file()}
+
+
+def test_generator_is_deterministic_to_the_byte(tmp_path, families_data_dir):
+    FAMILIES.generate(tmp_path / "again")
+    prepared = families_data_dir / "mini_families"
+    first, second = _tree_digest(prepared), _tree_digest(tmp_path / "again")
+    assert len(first) > 2000 and first == second
+
+
+def test_devkit_layout_ids_and_prepared_counts(families_data_dir):
+    root = families_data_dir / "mini_families"
+    spec = get_dataset("mini_families")
+    assert [d.code for d in sorted(spec.domains, key=lambda d: d.name)] == [1, 2, 3, 4]  # alphabetical
+    for domain in spec.domains:
+        for split in ("train", "val", "test_stripped", "test"):
+            doc = json.loads((root / "annotations" / f"{domain.name}_{split}.json").read_text())
+            assert set(doc) == {"info", "images", "categories", "licenses"} | ({"annotations"} if split != "test_stripped" else set())
+            assert all(i["id"] // ID_BASE == domain.code for i in doc["images"])
+            assert [c["id"] for c in doc["categories"]] == [domain.code * ID_BASE + k + 1 for k in range(domain.num_classes)]
+        splits = read_domain(root, domain.name)
+        assert {s: len(a) for s, a in splits.items()} == {"train": 180, "val": 300, "test": 120}
+        file = DomainFile(root / f"{domain.name}.h5")
+        for split, ann in splits.items():
+            assert file.split(split).labels.tolist() == ann.labels
+            assert np.bincount(ann.labels, minlength=10).min() > 0
+        with Image.open(root / json.loads((root / "annotations" / f"{domain.name}_val.json").read_text())
+                        ["images"][0]["file_name"]) as image:
+            assert image.size == (72, 72) and image.mode == "RGB"
+
+
+def test_families_are_interleaved_pairs():
+    assert task_families("mini_families", get_dataset("mini_families").names) == [
+        "handwriting", "photos", "handwriting", "photos"]
+    assert set(task_families("mini_decathlon", ["digits", "colors"])) == {""}
+
+
+@pytest.mark.parametrize("families,channels", [(["a", "b", "a", "b"], 32), (["a", "b", "c", "a", "b", "c"], 64),
+                                               (["x", "x", "y"], 256)])
+def test_families_preset_realises_one_block_per_family(families, channels):
+    partition = preset("families", len(families), families=families)
+    masks = realised_masks(partition, channels)
+    k = len(set(families))
+    for i, fi in enumerate(families):
+        assert masks.forward[i].sum() == round(channels / k)
+        assert np.array_equal(masks.backward[i], masks.forward[i])
+        for j, fj in enumerate(families):
+            shared = int((masks.forward[i] & masks.forward[j]).sum())
+            assert shared == (masks.forward[i].sum() if fi == fj else 0)
+    overlap = family_overlap(partition, families, channels)
+    assert overlap["within"] == pytest.approx(round(channels / k) / channels) and overlap["cross"] == 0.0
+
+
+def test_families_preset_needs_families():
+    with pytest.raises(UserError, match="needs a dataset whose tasks belong to families"):
+        resolve_partition("families", ["digits", "colors"], families=["", ""])
+    with pytest.raises(UserError, match="at least two families"):
+        preset("families", 2, families=["a", "a"])
