@@ -26,8 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtl.errors import UserError
-from mtl.meta.masks import sample_masks
-from mtl.meta.partition import Partition
+from mtl.meta.partition import Partition, layer_masks
 from mtl.util.checkpoint import CheckpointStore
 
 STACK_MODES = ("grouped", "vmap")
@@ -40,9 +39,9 @@ def partition_masks(partition: Partition, channels: int, blocks: int) -> tuple[n
     fwd, bwd = [], []
     for b in range(blocks):
         u = b if partition.num_unique > 1 else 0
-        masks = sample_masks(*partition.fractions(u), channels, seed=[int(partition.seed), u, channels])
-        fwd.append(masks.forward)
-        bwd.append(masks.backward)
+        forward, backward = layer_masks(partition, u, channels)
+        fwd.append(forward)
+        bwd.append(backward)
     if partition.num_unique not in (1, blocks):
         raise UserError(f"partition has U={partition.num_unique}; the proxy's last stage needs 1 or {blocks}")
     return np.stack(fwd), np.stack(bwd)

@@ -71,13 +71,15 @@ class NaiveSteps:
                            for t in tasks}
         self.loader = MultiDomainLoader(folder, tasks, seed=opts.seed, policy=opts.curriculum,
                                         **_loader_kwargs(opts, device))
+        self.set_to_none = getattr(model, "zero_grads_to_none", True)
 
     def step(self, lr: float) -> tuple[dict[str, dict[str, float]], StepInfo | None]:
         task, images, labels = next(self.loader)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         set_lr(self.optimizers[task], lr)
-        metrics = train_step(self.net, self.optimizers[task], task, images, labels, amp=self.amp)
+        metrics = train_step(self.net, self.optimizers[task], task, images, labels, amp=self.amp,
+                             set_to_none=self.set_to_none)
         return {task: {**metrics, "images": len(labels)}}, None
 
     def end_round(self) -> None:
