@@ -85,6 +85,17 @@ class NaiveSteps:
     def end_round(self) -> None:
         self.method.end_round()
 
+    def after_restore(self) -> None:
+        """With zeroed (not dropped) gradients, every parameter a step has touched holds a gradient, so
+        other tasks' optimizers decay it; recreate those zeros after a restore (every such parameter has
+        momentum state), so a resumed run steps exactly as an uninterrupted one."""
+        if self.set_to_none:
+            return
+        for optimizer in self.optimizers.values():
+            for param in optimizer.state:
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+
     def describe(self) -> str:
         return "method naive: one task per step (curriculum), its own SGD over shared + its parameters"
 
