@@ -68,6 +68,9 @@ class SyntheticCache:
     def readout(self, t, final_block, mask=None):
         return teacher_readout(self.teacher, self.tasks[t], final_block, mask)
 
+    def head(self, t, final_map):
+        return self.teacher.head(final_map, self.tasks[t])
+
 
 def measure(cache, schedule, population: int, stack: str, amp: bool, layers: str) -> dict:
     """Train and score `population` random candidates together; seconds for training and for scoring."""

@@ -61,14 +61,14 @@ def test_families_are_interleaved_pairs():
                                                (["x", "x", "y"], 256)])
 def test_families_preset_realises_one_block_per_family(families, channels):
     partition = preset("families", len(families), families=families)
-    masks = realised_masks(partition, channels)
+    forward, backward = realised_masks(partition, channels)
     k = len(set(families))
     for i, fi in enumerate(families):
-        assert masks.forward[i].sum() == round(channels / k)
-        assert np.array_equal(masks.backward[i], masks.forward[i])
+        assert forward[i].sum() == round(channels / k)
+        assert np.array_equal(backward[i], forward[i])
         for j, fj in enumerate(families):
-            shared = int((masks.forward[i] & masks.forward[j]).sum())
-            assert shared == (masks.forward[i].sum() if fi == fj else 0)
+            shared = int((forward[i] & forward[j]).sum())
+            assert shared == (forward[i].sum() if fi == fj else 0)
     overlap = family_overlap(partition, families, channels)
     assert overlap["within"] == pytest.approx(round(channels / k) / channels) and overlap["cross"] == 0.0
 

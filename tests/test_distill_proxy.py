@@ -128,3 +128,38 @@ def test_student_can_start_from_a_runs_last_stage(cache, teachers):
         assert torch.equal(student.conv1[b][1], block.conv1.weight)
         assert torch.equal(student.bn[2][2 * b][0][0], block.bn1["digits"].weight)  # colors starts from digits' BN
     assert math.isfinite(ProxyTrainer(features, student, schedule).score()[0]["score"])
+
+
+def test_original_readout_distils_the_final_map_through_the_students_own_bn(cache, teachers):
+    """As the original: the last distilled feature is block 4 after the final BN + ReLU (the teacher's for
+    the target, the student's own for the student); the score is the teacher's head on the student's map.
+    A share_all student started from the digits teacher is that teacher: same features, same accuracy."""
+    from mtl.distill.features import distilled
+
+    features, schedule = cache
+    t = TASKS.index("digits")
+    model = features.teachers["digits"].model
+    x, targets = features.train_batch(t, torch.arange(4))
+    with torch.no_grad():
+        expected = distilled(model.features(x, "digits"), "original")
+        assert torch.allclose(targets[-1], expected[-1]) and not torch.allclose(targets[-1], model.features(x, "digits")[3])
+        student = build_student(features, [_partition("share_all")], [0], init=load_student_init(teachers / "digits"))
+        assert student.final_bn and not any(v.requires_grad for v in student.end_bn[t])
+        for ours, theirs in zip(student.forward(x, t, train=False), expected):
+            torch.testing.assert_close(ours[:, 0], theirs, rtol=1e-5, atol=1e-5)
+    accuracy, _ = ProxyTrainer(features, student, schedule).evaluate()
+    assert accuracy[0]["digits"] == pytest.approx(features.teacher_accuracy["digits"])
+
+
+def test_teacher_bn_readout_keeps_the_raw_last_block(teachers, mini_data_dir):
+    from mtl.distill.features import FeatureCache, data_folder
+    from mtl.distill.teachers import load_teachers
+
+    loaded = load_teachers(str(teachers), TASKS, teachers.parent, "mini_decathlon")
+    features = FeatureCache(loaded, data_folder("mini_decathlon", mini_data_dir, TASKS), "mini_decathlon",
+                            input_res=RES, train_images=8, val_images=8, readout="teacher_bn")
+    x, targets = features.train_batch(0, torch.arange(4))
+    with torch.no_grad():
+        raw = loaded[TASKS[0]].model.features(x, TASKS[0])[3]
+    assert torch.allclose(targets[-1], raw)
+    assert not build_student(features, [_partition("share_all")], [0]).final_bn

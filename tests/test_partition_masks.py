@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from mtl.meta.masks import overlaps, sample_masks
-from mtl.meta.partition import preset
+from mtl.meta.partition import preset, share_fixed_masks
+from mtl.models import build_model
 
 
 def test_same_partition_and_seed_give_same_masks():
@@ -51,3 +52,30 @@ def test_backward_masks_lie_inside_forward_masks_and_counts_match():
         assert np.all(masks.forward.sum(1) == np.maximum(1, np.rint(np.diag(fwd) * 128)))
         report = masks.report()
         assert np.array(report["forward"]["achieved"]).shape == (6, 6)
+
+
+@pytest.mark.parametrize("n,c,own,common", [(3, 64, 5, 49), (3, 256, 21, 193), (9, 64, 1, 55), (9, 256, 7, 193)])
+def test_share_fixed_masks_are_the_originals_blocks(n, c, own, common):
+    # a = floor(C (1 - s) / N) private channels per task, the other C - N a channels common (s = .75)
+    model = build_model("partitioned_resnet26", [(f"t{i}", 2) for i in range(n)], partition="share_fixed:0.75",
+                        width=c / 256)
+    fwd, bwd = (m.numpy() for m in model.masks(channels=c))
+    assert (fwd == bwd).all() and list(fwd.sum(1)) == [own + common] * n
+    assert fwd[:, c - common:].all() and (fwd[:, :c - common].sum(0) == 1).all()
+    assert [list(np.flatnonzero(fwd[i, :c - common])) for i in range(n)] == \
+        [list(range(i * own, (i + 1) * own)) for i in range(n)]
+
+
+def test_share_fixed_at_zero_is_disjoint_when_tasks_divide_the_channels():
+    # the original gave every task every channel here (an empty common block sliced as mask[-0:])
+    masks = share_fixed_masks(4, 64, 0.0)
+    assert list(masks.sum(1)) == [16] * 4 and (masks.sum(0) == 1).all()
+    assert list(share_fixed_masks(9, 64, 0).sum(1)) == [8] * 9  # 7 own + 1 common
+    assert share_fixed_masks(3, 64, 1.0).all()
+
+
+def test_int_zero_share_fixed_preset_is_a_float_partition():
+    part = preset("share_fixed", 4, share_amt=0)
+    fwd, bwd = part.fractions()
+    assert part.raw.dtype == np.float64
+    assert np.allclose(np.diag(fwd), 0.25) and np.allclose(fwd[0, 1], 0.0) and np.allclose(np.diag(bwd), 0.25)

@@ -90,7 +90,7 @@ def test_equal_size_sample_has_one_resource_level_and_the_oracle():
     assert len(candidates) == 2 + opts.num_partitions
     for c in candidates:
         assert c["partition"].channel_use() == pytest.approx([0.5] * 4)
-        forward = realised_masks(c["partition"], 32).forward
+        forward = realised_masks(c["partition"], 32)[0]
         assert forward.sum(axis=1).tolist() == [16] * 4  # realised: 16 of 32 channels each
     shared = {tuple(np.round(c["partition"].fractions()[0][np.triu_indices(4, 1)], 3)) for c in candidates}
     assert len(shared) == len(candidates)  # they differ in what they share

@@ -4,7 +4,8 @@ Per task: a training subset (`train_images` examples drawn from the train split 
 each with one seeded augmentation, as the original's training loader would have given them) and a
 fixed validation subset (at most `val_images` seeded random images of the val split). Cached per
 example: the teacher's trunk output (stem and all stages but the last: the student's input) and, for
-training examples, the teacher's last-stage block outputs (the student's targets). With
+training examples, the teacher's last-stage block outputs (the student's targets; see READOUTS for the
+last one). With
 `cache=False` only the preprocessed images are kept and the teacher runs on every request (same
 numbers; the tests check it). The cache lives on the compute device when it fits, else in host memory.
 """
@@ -28,6 +29,16 @@ from mtl.distill.teachers import Teacher
 from mtl.errors import UserError
 
 _CHUNK = 256  # images per teacher forward while building the cache
+# What the last distilled feature is and how the proxy reads a student out (`proxy_readout`):
+#   original    the last block's output after the final BatchNorm + ReLU (the teacher's for the target,
+#               the student's own, untrained, for the student), scored by the teacher's head on it;
+#   teacher_bn  the last block's raw output, scored through the teacher's final BN + ReLU and head.
+READOUTS = ("original", "teacher_bn")
+
+
+def distilled(outs: list[Tensor], readout: str) -> list[Tensor]:
+    """The distilled features among `ResNet26.features` outputs (blocks..., final map)."""
+    return outs[:-2] + [outs[-1]] if readout == "original" else outs[:-1]
 
 
 def teacher_readout(model, task: str, final_block: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -64,12 +75,16 @@ class FeatureCache:
         cache: keep teacher outputs (True) or recompute them per batch (False).
         cache_device: "auto" (the device when the cache fits there, else CPU), "cpu" or "device".
         dtype: storage dtype of cached features (float32, or bfloat16 to halve the memory).
+        readout: one of READOUTS.
     """
 
     def __init__(self, teachers: dict[str, Teacher], folder: str | Path, dataset: str, *, input_res: int,
                  train_images: int, val_images: int, seed: int = 0, augment: bool = True,
                  device: torch.device | str = "cpu", cache: bool = True, cache_device: str = "auto",
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, readout: str = "original"):
+        if readout not in READOUTS:
+            raise ValueError(f"unknown proxy readout {readout!r} (choices: {', '.join(READOUTS)})")
+        self.proxy_readout = readout
         self.teachers = teachers
         self.tasks = list(teachers)
         self.device = torch.device(device)
@@ -122,7 +137,7 @@ class FeatureCache:
             return x, list(targets.unbind(1))
         images = data.train.index_select(0, index.to(data.train.device)).to(self.device)
         x, outs = self._teacher_stages(self.tasks[t], images)
-        return x, outs[:-1]
+        return x, distilled(outs, self.proxy_readout)
 
     def val_batches(self, t: int, batch_size: int) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
         """(student input, labels, teacher log-probabilities) over task t's validation subset, in order."""
@@ -138,6 +153,11 @@ class FeatureCache:
         `mask` ([B, C], optional) zeroes unused channels after the BatchNorm, as a partitioned model does."""
         task = self.tasks[t]
         return teacher_readout(self.teachers[task].model, task, final_block, mask)
+
+    def head(self, t: int, final_map: Tensor) -> Tensor:
+        """Logits of the teacher's pooling and head on a final feature map (after a final BN + ReLU)."""
+        task = self.tasks[t]
+        return self.teachers[task].model.head(final_map, task)
 
     # --- building --------------------------------------------------------------------------------
 
@@ -167,7 +187,7 @@ class FeatureCache:
         for start in range(0, len(train), _CHUNK):
             x, outs = self._teacher_stages(task, train[start:start + _CHUNK])
             xs.append(x.to(store, self.dtype))
-            targets.append(torch.stack(outs[:-1], 1).to(store, self.dtype))
+            targets.append(torch.stack(distilled(outs, self.proxy_readout), 1).to(store, self.dtype))
         for start in range(0, len(val), _CHUNK):
             vals.append(self._trunk(task, val[start:start + _CHUNK]).to(store, self.dtype))
         pin = store.type == "cpu" and self.device.type == "cuda"

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from mtl.distill.features import FeatureCache, data_folder
+from mtl.distill.features import READOUTS, FeatureCache, data_folder
 from mtl.distill.population import evaluate_population
 from mtl.distill.proxy import ProxySchedule
 from mtl.distill.student import LAYOUTS, STACK_MODES, load_student_init
@@ -47,6 +47,7 @@ class ProxyObjective:
         stack: "grouped" or "vmap" stacking of a population.
         max_population: largest stack trained at once (0: a whole batch of candidates).
         student_init: a run whose last stage initialises every student ("" = He init per seed).
+        proxy_readout: "original" or "teacher_bn" (mtl/distill/features.py READOUTS).
         amp: bf16 autocast on CUDA.
         param_name: the params entry holding the raw [2, N, N] partition (the space's, when given).
     """
@@ -78,6 +79,7 @@ class ProxyObjective:
     stack: str = "grouped"
     max_population: int = 0
     student_init: str = ""
+    proxy_readout: str = "original"
     amp: bool = True
     param_name: str = "partition"
     teacher_paths: dict = field(init=False, default_factory=dict)
@@ -89,11 +91,13 @@ class ProxyObjective:
         if not self.tasks:
             raise UserError("proxy objective: give the search space (with a partition block) or the tasks")
         self.tasks = list(self.tasks)
-        valid = (self.stack in STACK_MODES, self.cache_dtype in CACHE_DTYPES, self.partition_layers in LAYOUTS)
+        valid = (self.stack in STACK_MODES, self.cache_dtype in CACHE_DTYPES, self.partition_layers in LAYOUTS,
+                 self.proxy_readout in READOUTS)
         if not all(valid):
             raise UserError(f"proxy objective: stack must be one of {STACK_MODES}, cache_dtype one of "
-                            f"{tuple(CACHE_DTYPES)}, partition_layers one of {LAYOUTS} (got {self.stack!r}, "
-                            f"{self.cache_dtype!r}, {self.partition_layers!r})")
+                            f"{tuple(CACHE_DTYPES)}, partition_layers one of {LAYOUTS}, proxy_readout one of "
+                            f"{READOUTS} (got {self.stack!r}, {self.cache_dtype!r}, {self.partition_layers!r}, "
+                            f"{self.proxy_readout!r})")
         runs = teacher_runs(self.teachers, self.tasks, self.exp_root, self.dataset)  # fail early, in the parent
         self.teacher_paths = {t: str(p) for t, p in runs.items()}
         self._state = None
@@ -139,7 +143,8 @@ class ProxyObjective:
             cache = FeatureCache(teachers, data_folder(self.dataset, self.data_dir, self.tasks), self.dataset,
                                  input_res=res, train_images=count, val_images=self.val_images, seed=self.data_seed,
                                  augment=self.augment, device=device, cache=self.cache_features,
-                                 cache_device=self.cache_device, dtype=CACHE_DTYPES[self.cache_dtype])
+                                 cache_device=self.cache_device, dtype=CACHE_DTYPES[self.cache_dtype],
+                                 readout=self.proxy_readout)
             init = load_student_init(_run_path(self.student_init, self.exp_root)) if self.student_init else None
             self._state = (cache, init)
         return self._state

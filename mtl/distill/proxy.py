@@ -3,9 +3,10 @@
 Schedule (the original's defaults): 3000 steps of batch 4, tasks in round robin (~333 steps each for
 9 tasks), Nesterov SGD lr 1.0 momentum 0.9 weight decay 1e-5, LR divided by 10 at step 2000. Loss:
 MSE between the student's and the teacher's last-stage block outputs (the student fed the teacher's
-trunk output). Score: per task, the teacher's head (after the teacher's final BatchNorm and ReLU) on
-the student's last block output, accuracy on the fixed validation subset divided by the domain's
-`proxy_reference`; the mean over tasks. Batches are a pure function of the step, identical for every
+trunk output), the last one after the final BatchNorm and ReLU (each network's own). Score: per task,
+the teacher's head on the student's final map, accuracy on the fixed validation subset divided by the
+domain's `proxy_reference`; the mean over tasks. (`proxy_readout` teacher_bn: the raw last block is
+distilled and scored through the teacher's final BatchNorm; mtl/distill/features.py READOUTS.) Batches are a pure function of the step, identical for every
 candidate of a population (common random numbers) and for a resumed run.
 """
 
@@ -109,9 +110,12 @@ class ProxyTrainer:
             for x, labels, teacher in self.cache.val_batches(t, self.schedule.eval_batch_size):
                 with _autocast(x.device, self.amp):
                     last = self.student.forward(x, t, train=False)[-1]  # [B, P, C, h, w]
-                    mask = self.student.final_mask(t)
-                    mask = None if mask is None else mask.repeat(len(x), 1)
-                    logits = self.cache.readout(t, last.flatten(0, 1), mask).float().view(len(x), p, -1)
+                    if self.student.final_bn:  # already the student's final map
+                        logits = self.cache.head(t, last.flatten(0, 1)).float().view(len(x), p, -1)
+                    else:
+                        mask = self.student.final_mask(t)
+                        mask = None if mask is None else mask.repeat(len(x), 1)
+                        logits = self.cache.readout(t, last.flatten(0, 1), mask).float().view(len(x), p, -1)
                 correct[t] += (logits.argmax(-1) == labels.view(-1, 1)).sum(0).cpu()
                 gap = teacher.unsqueeze(1) - torch.log_softmax(logits, -1)
                 kl[t] += (teacher.exp().unsqueeze(1) * gap).sum((0, 2)).double().cpu()
@@ -148,8 +152,9 @@ def build_student(cache: FeatureCache, partitions: Sequence[Partition], seeds: S
                   init: dict | None = None, stack: str = "grouped", layers: str = "last_stage_conv1") -> StackedStudent:
     """A StackedStudent shaped like the cache's teachers, on the cache's device."""
     c_in, channels, blocks = cache.student_shape()
+    final_bn = getattr(cache, "proxy_readout", "original") == "original"
     return StackedStudent(len(cache.tasks), partitions, seeds, c_in=c_in, channels=channels, blocks=blocks,
-                          device=cache.device, init=init, stack=stack, layers=layers)
+                          device=cache.device, init=init, stack=stack, layers=layers, final_bn=final_bn)
 
 
 def evaluate_candidate(cache: FeatureCache, partition: Partition, seed: int, schedule: ProxySchedule, *,

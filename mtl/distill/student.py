@@ -12,6 +12,9 @@ same masks for a partition file. Execution (`stack`):
     grouped  candidates' channels side by side ([B, P*C, h, w]); grouped convolutions (groups=P);
     vmap     torch.func.vmap of the one-candidate function over stacked weights.
 Both compute the same function; benchmarks/proxy_throughput.py measures which is faster.
+With `final_bn` (the original's proxy) the last block's output goes through the student's own per-task
+final BatchNorm and ReLU; like the original's (its last-third optimizers never list it) that BatchNorm
+does not train: its affine parameters stay at their initial values, its running statistics update.
 """
 
 from __future__ import annotations
@@ -26,8 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mtl.errors import UserError
-from mtl.meta.masks import sample_masks
-from mtl.meta.partition import Partition
+from mtl.meta.partition import Partition, layer_masks
 from mtl.util.checkpoint import CheckpointStore
 
 STACK_MODES = ("grouped", "vmap")
@@ -40,9 +42,9 @@ def partition_masks(partition: Partition, channels: int, blocks: int) -> tuple[n
     fwd, bwd = [], []
     for b in range(blocks):
         u = b if partition.num_unique > 1 else 0
-        masks = sample_masks(*partition.fractions(u), channels, seed=[int(partition.seed), u, channels])
-        fwd.append(masks.forward)
-        bwd.append(masks.backward)
+        forward, backward = layer_masks(partition, u, channels)
+        fwd.append(forward)
+        bwd.append(backward)
     if partition.num_unique not in (1, blocks):
         raise UserError(f"partition has U={partition.num_unique}; the proxy's last stage needs 1 or {blocks}")
     return np.stack(fwd), np.stack(bwd)
@@ -60,11 +62,12 @@ class StackedStudent:
         init: optional weights every candidate starts from (see `load_student_init`).
         stack: "grouped" or "vmap" (see the module docstring).
         layers: "last_stage_conv1" or "last_stage" (see the module docstring).
+        final_bn: apply the student's own final BatchNorm + ReLU to the last block's output.
     """
 
     def __init__(self, num_tasks: int, partitions: Sequence[Partition], seeds: Sequence[int], *, c_in: int,
                  channels: int, blocks: int = 4, device: torch.device | str = "cpu", init: dict | None = None,
-                 stack: str = "grouped", layers: str = "last_stage_conv1"):
+                 stack: str = "grouped", layers: str = "last_stage_conv1", final_bn: bool = False):
         if stack not in STACK_MODES or layers not in LAYOUTS:
             raise ValueError(f"stack must be one of {STACK_MODES} and layers one of {LAYOUTS} "
                              f"(got {stack!r}, {layers!r})")
@@ -75,6 +78,8 @@ class StackedStudent:
         self.device = torch.device(device)
         self.conv1, self.conv2 = self._init_convs(init)
         self.bn = [self._init_bn(init) for _ in range(num_tasks)]  # per task: [weight, bias, mean, var] per conv
+        self.final_bn = final_bn
+        self.end_bn = [self._init_end_bn(init) for _ in range(num_tasks)]  # per task: weight, bias, mean, var
         self._init_masks()
 
     # --- construction ----------------------------------------------------------------------------
@@ -106,6 +111,14 @@ class StackedStudent:
             weight, bias, mean, var = (v.to(self.device) for v in values)
             out.append([weight.requires_grad_(True), bias.requires_grad_(True), mean, var])
         return out
+
+    def _init_end_bn(self, init: dict | None) -> list[Tensor]:
+        c, p = self.channels, self.size
+        if init is not None and "final_bn" in init:
+            values = [v.expand(p, c).clone() for v in init["final_bn"]]
+        else:
+            values = [torch.ones(p, c), torch.zeros(p, c), torch.zeros(p, c), torch.ones(p, c)]
+        return [v.to(self.device) for v in values]  # never trained (see the module docstring)
 
     def _init_masks(self) -> None:
         masks = [partition_masks(part, self.channels, self.blocks) for part in self.partitions]
@@ -140,7 +153,8 @@ class StackedStudent:
 
     def state_dict(self) -> dict:
         return {"conv1": [w.detach().clone() for w in self.conv1], "conv2": [w.detach().clone() for w in self.conv2],
-                "bn": [[x.detach().clone() for x in conv] for task in self.bn for conv in task]}
+                "bn": [[x.detach().clone() for x in conv] for task in self.bn for conv in task],
+                "final_bn": [[x.clone() for x in task] for task in self.end_bn]}
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
@@ -150,14 +164,31 @@ class StackedStudent:
             for own, saved in zip(flat, state["bn"]):
                 for x, y in zip(own, saved):
                     x.copy_(y)
+            for own, saved in zip(self.end_bn, state.get("final_bn", [])):  # absent in older checkpoints
+                for x, y in zip(own, saved):
+                    x.copy_(y)
 
     # --- execution -------------------------------------------------------------------------------
 
     def forward(self, x: Tensor, t: int, train: bool) -> list[Tensor]:
-        """Block outputs [B, P, C, h, w] of every candidate for task t's trunk features x [B, C_in, H, W]."""
-        if self.stack == "vmap":
-            return self._forward_vmap(x, t, train)
-        return self._forward_grouped(x, t, train)
+        """Block outputs [B, P, C, h, w] of every candidate for task t's trunk features x [B, C_in, H, W]
+        (with `final_bn` the last one after the student's final BatchNorm + ReLU)."""
+        outs = self._forward_vmap(x, t, train) if self.stack == "vmap" else self._forward_grouped(x, t, train)
+        if self.final_bn:
+            outs[-1] = self._end(outs[-1], t, train)
+        return outs
+
+    def _end(self, y: Tensor, t: int, train: bool) -> Tensor:
+        """The final BatchNorm + ReLU of task t on last-block outputs [B, P, C, h, w] (masked as the
+        partitioned model masks its final features when the residual stream is partitioned)."""
+        b, p, c = y.shape[0], self.size, self.channels
+        weight, bias, mean, var = self.end_bn[t]
+        n = p * c
+        h = F.relu(F.batch_norm(y.reshape(b, n, *y.shape[3:]), mean.view(n), var.view(n), weight.view(n),
+                                bias.view(n), train, BN_MOMENTUM, BN_EPS))
+        if self.outer:
+            h = h * self.fwd[-1, t].view(1, n, 1, 1)
+        return h.view(b, p, c, *y.shape[3:])
 
     def _forward_grouped(self, x: Tensor, t: int, train: bool) -> list[Tensor]:
         p, c = self.size, self.channels
@@ -236,7 +267,8 @@ def load_student_init(run: str | Path, blocks: int = 4) -> dict:
     last = max(int(k.split(".")[1]) for k in weights if k.startswith("stages."))
     task = next(k.split(".")[4] for k in weights if k.startswith(f"stages.{last}.0.bn1."))
     prefix = f"stages.{last}"
-    bn = [[weights[f"{prefix}.{b}.bn{j}.{task}.{n}"].float() for n in ("weight", "bias", "running_mean", "running_var")]
-          for b in range(blocks) for j in (1, 2)]
+    names = ("weight", "bias", "running_mean", "running_var")
+    bn = [[weights[f"{prefix}.{b}.bn{j}.{task}.{n}"].float() for n in names] for b in range(blocks) for j in (1, 2)]
     return {"conv1": [weights[f"{prefix}.{b}.conv1.weight"].float() for b in range(blocks)],
-            "conv2": [weights[f"{prefix}.{b}.conv2.weight"].float() for b in range(blocks)], "bn": bn}
+            "conv2": [weights[f"{prefix}.{b}.conv2.weight"].float() for b in range(blocks)], "bn": bn,
+            "final_bn": [weights[f"final_bn.{task}.{n}"].float() for n in names]}

@@ -139,7 +139,8 @@ def _load(task: str, run: Path, dataset: str, device) -> Teacher:
     if status != "done":
         _log.warning("teacher %s is %s, not done: using its checkpoint of step %d", run, status, loaded[0])
     spec = get_dataset(dataset).domain(task)
-    model = ResNet26([spec], width=float(options["width"]))
+    # Runs from before the option existed were trained with the stem ReLU.
+    model = ResNet26([spec], width=float(options["width"]), stem_relu=bool(options.get("stem_relu", True)))
     try:
         model.load_state_dict(loaded[1]["model"])
     except RuntimeError as err:

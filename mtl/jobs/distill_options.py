@@ -27,6 +27,9 @@ class DistillOptions(RunOptions):
                                    choices=("last_stage_conv1", "last_stage"))
     student_init: str = option("", "run whose last stage initialises the student (original: the ImageNet "
                                "model); empty = He init from --seed")
+    proxy_readout: str = option("original", "original: the last block distilled after the final BN + ReLU (the "
+                                "student's own) and scored by the teacher's head on it; teacher_bn: the raw last "
+                                "block distilled, scored through the teacher's final BN", choices=("original", "teacher_bn"))
     steps: int = option(3000, "student training steps (tasks in round robin)")
     batch_size: int = option(4, "images per step")
     lr: float = option(1.0, "SGD learning rate (Nesterov)")

@@ -51,7 +51,7 @@ def summarize_table(table: dict) -> dict:
         entry = {"n_seeds": len(row["seeds"]), "mean": _stat(means),
                  "score": _stat([s["decathlon_score"] for s in row["seeds"]]),
                  "per_task": {t: _stat([s["accuracy"][t] for s in row["seeds"]]) for t in tasks}}
-        at = interpolate(curve, row["channels"])
+        at = None if row["variant"] == "teachers" else interpolate(curve, row["channels"])
         entry["share_fixed_at_resource"] = at
         entry["margin"] = None if at is None else entry["mean"]["mean"] - at
         out["variants"][row["variant"]] = entry

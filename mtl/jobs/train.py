@@ -142,6 +142,8 @@ def _restore(saved, model, steps, method, state) -> None:
     model.load_state_dict(saved["model"])
     for key, optimizer in steps.optimizers.items():
         optimizer.load_state_dict(saved["optimizers"][key])
+    if hasattr(steps, "after_restore"):
+        steps.after_restore()
     steps.loader.load_state_dict(saved["loader"])
     if "method" in saved:  # checkpoints from before the methods were wired hold none (naive)
         method.load_state_dict(saved["method"])

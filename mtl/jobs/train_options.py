@@ -29,6 +29,10 @@ class TrainOptions(RunOptions):
     width: float = option(1.0, "channel width factor of ResNet-26")
     dropout: float = option(0.3, "dropout before the heads")
     last_third_only: bool = option(False, "freeze the conv weights of the stem and the first two stages")
+    stem_relu: bool = option(False, "ReLU after the stem's BatchNorm (not in the original's ResNet-26)")
+    bn_semantics: str = option("original", "original: every task's optimizer holds every task's BatchNorms and "
+                               "under last_third_only the final BN does not train; own: only the task's own "
+                               "BatchNorms, the final BN always trains", choices=("original", "own"))
     partition: str = option("share_all", "partition: share_all, independent, share_fwd_only, "
                             "share_fixed:S, random, or a partition .json file")
     partition_layers: str = option("last_stage_conv1", "partitioned layers: last_stage_conv1, last_stage, all")

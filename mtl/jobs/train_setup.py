@@ -38,7 +38,8 @@ def build_train_model(opts: TrainOptions, tasks: list[DomainSpec]) -> nn.Module:
         from mtl.models.graph_config import build_graph_model
 
         return build_graph_model(opts.graph_model, tasks, input_res=opts.input_res, grad_source=opts.grad_source)
-    kwargs = {"width": opts.width, "dropout": opts.dropout, "last_third_only": opts.last_third_only}
+    kwargs = {"width": opts.width, "dropout": opts.dropout, "last_third_only": opts.last_third_only,
+              "stem_relu": opts.stem_relu, "bn_semantics": opts.bn_semantics}
     if opts.model.startswith("partitioned"):
         kwargs.update(partition=opts.partition, partition_layers=opts.partition_layers,
                       exec_mode=opts.exec_mode, partition_seed=opts.partition_seed)

@@ -142,9 +142,10 @@ def preset(name: str, num_tasks: int, *, share_amt: float = 0.75, seed: int = 0,
         name: share_all (every task uses and updates every channel); independent (disjoint 1/N
             blocks); share_fwd_only (all use all channels, each updates a disjoint 1/N);
             share_fixed (a common block of `share_amt` plus (1 - share_amt)/N private channels per
-            task, backward = forward); random (the original's `restrict` sampler, seeded); families (the
-            oracle of a dataset with task families: each family uses its own disjoint block of 1/K of the
-            channels, K = number of families, shared by its tasks; nothing shared across families).
+            task, backward = forward; its masks are built as blocks, see `share_fixed_masks`); random
+            (the original's `restrict` sampler, seeded); families (the oracle of a dataset with task
+            families: each family uses its own disjoint block of 1/K of the channels, K = number of
+            families, shared by its tasks; nothing shared across families).
         num_tasks: N.
         share_amt: shared fraction for share_fixed.
         seed: seed for `random` and for the mask sampler.
@@ -169,6 +170,7 @@ def preset(name: str, num_tasks: int, *, share_amt: float = 0.75, seed: int = 0,
     elif name == "families":
         fwd = bwd = family_fractions(families, n)
     elif name == "share_fixed":
+        share_amt = float(share_amt)  # an int 0 would make an integer matrix
         if not 0.0 <= share_amt <= 1.0:
             raise ValueError(f"share_amt must be in [0, 1], got {share_amt}")
         fwd = np.full((n, n), share_amt)
@@ -192,6 +194,36 @@ def family_fractions(families: Sequence[str] | None, num_tasks: int) -> np.ndarr
                         "choose tasks from several families with --task_choice.")
     same = np.array([[a == b for b in families] for a in families], dtype=np.float64)
     return same / len(names)
+
+
+def share_fixed_masks(num_tasks: int, channels: int, share_amt: float) -> np.ndarray:
+    """The original's share_fixed masks, bool [N, C] (forward = backward): task i owns the block
+    [i a, (i + 1) a) with a = floor(C (1 - s) / N), and every task uses the common block of the
+    remaining C - N a channels at the end.
+
+    Unlike the original, an empty common block stays empty (its `mask[-0:]` gave every task every
+    channel at s = 0 when N divides C).
+    """
+    own = int(np.floor(channels * (1.0 - float(share_amt)) / num_tasks))
+    common = channels - own * num_tasks
+    masks = np.zeros((num_tasks, channels), dtype=bool)
+    for i in range(num_tasks):
+        masks[i, i * own:(i + 1) * own] = True
+        masks[i, channels - common:] = True
+    return masks
+
+
+def layer_masks(partition: Partition, unique: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, backward) bool [N, C] masks of one C-channel site of unique partition `unique`:
+    share_fixed partitions as the original's blocks, every other one sampled from its fractions
+    (seeded by the partition's seed, the unique index and C)."""
+    if partition.preset == "share_fixed" and "share_amt" in partition.info:
+        masks = share_fixed_masks(partition.num_tasks, channels, partition.info["share_amt"])
+        return masks, masks.copy()
+    from mtl.meta.masks import sample_masks
+
+    masks = sample_masks(*partition.fractions(unique), channels, seed=[int(partition.seed), unique, channels])
+    return masks.forward, masks.backward
 
 
 def _random_raw(n: int, rng: np.random.Generator, restrict_amt: float) -> np.ndarray:

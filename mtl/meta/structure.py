@@ -2,7 +2,7 @@
 
 A partition's raw values are not what a network shares: raw 0.95 "backward sharing" between two tasks
 that overlap 0.48 forward is far less. Everything here reads the binary masks a model samples from
-the partition (the same sampler and seed as `PartitionedResNet26`), as fractions of the layer's channels.
+the partition (`layer_masks`, as `PartitionedResNet26` does), as fractions of the layer's channels.
 """
 
 from __future__ import annotations
@@ -11,24 +11,24 @@ from typing import Sequence
 
 import numpy as np
 
-from mtl.meta.masks import MaskSet, overlaps, sample_masks
-from mtl.meta.partition import Partition
+from mtl.meta.masks import overlaps
+from mtl.meta.partition import Partition, layer_masks
 
 DEFAULT_CHANNELS = 256  # ResNet-26's last stage at full width
 
 
-def realised_masks(partition: Partition, channels: int, unique: int = 0) -> MaskSet:
-    """The masks a partitioned layer of `channels` channels samples from `partition` (site `unique`)."""
-    fwd, bwd = partition.fractions(unique)
-    return sample_masks(fwd, bwd, channels, seed=[int(partition.seed), unique, channels])
+def realised_masks(partition: Partition, channels: int, unique: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(forward, backward) bool [N, C]: the masks a partitioned layer of `channels` channels builds from
+    `partition` (site `unique`), as `PartitionedResNet26` does."""
+    return layer_masks(partition, unique, channels)
 
 
 def realised_fractions(partition: Partition, channels: int = DEFAULT_CHANNELS,
                        unique: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(forward, backward) [N, N] fractions of channels of the realised masks: diagonal = a task's
     channels (used / updated), off-diagonal = channels two tasks both use / both update."""
-    masks = realised_masks(partition, channels, unique)
-    return overlaps(masks.forward) / channels, overlaps(masks.backward) / channels
+    forward, backward = realised_masks(partition, channels, unique)
+    return overlaps(forward) / channels, overlaps(backward) / channels
 
 
 def family_overlap(partition: Partition, families: Sequence[str], channels: int = DEFAULT_CHANNELS) -> dict:

@@ -23,8 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mtl.meta.masks import mask_set
-from mtl.meta.partition import Partition, resolve_partition, to_json_dict
-from mtl.meta.structure import realised_masks
+from mtl.meta.partition import Partition, layer_masks, resolve_partition, to_json_dict
 from mtl.models import channels as ch
 from mtl.models.factory import MODELS, task_specs
 from mtl.models.resnet import ResNet26
@@ -83,9 +82,9 @@ class PartitionedResNet26(ResNet26):
             del self._buffers[name]
         self.register_buffer("partition_raw", torch.tensor(partition.raw, dtype=torch.float64, device=device))
         self.register_buffer("partition_seed", torch.tensor(int(partition.seed), device=device))
+        self._preset, self._preset_info = partition.preset, dict(partition.info)
         for u, c in self._sites(partition.num_unique):
-            masks = realised_masks(partition, c, u)
-            stacked = torch.from_numpy(np.stack([masks.forward, masks.backward]))
+            stacked = torch.from_numpy(np.stack(layer_masks(partition, u, c)))
             self.register_buffer(f"masks_u{u}_c{c}", stacked.to(device))
         self._plans.clear()
         self._build_plans()
@@ -94,7 +93,7 @@ class PartitionedResNet26(ResNet26):
     def partition(self) -> Partition:
         """The partition the stored masks were sampled from."""
         return Partition(self.partition_raw.detach().cpu().numpy(), tasks=list(self.task_names),
-                         seed=int(self.partition_seed))
+                         seed=int(self.partition_seed), preset=self._preset, info=dict(self._preset_info))
 
     def masks(self, unique: int = 0, channels: int | None = None) -> tuple[Tensor, Tensor]:
         """(forward, backward) bool [N, C] masks of one site (default: the widest partitioned)."""

@@ -1,6 +1,6 @@
 """ResNet-26 of the Visual Decathlon literature, with per-task BatchNorm and heads.
 
-Stem 3x3 conv (32), three stages of four basic blocks (64/128/256, first block of each stage
+Stem 3x3 conv (32) + BatchNorm (no ReLU, as the original and Rebuffi et al.), three stages of four basic blocks (64/128/256, first block of each stage
 strided), parameter-free shortcuts (2x2 average pool + zero channel padding), bias-free convs,
 He-normal init, per-task BatchNorm after every conv and before the heads, dropout before the
 per-task linear heads (reference/original-system.md §3.5, §6.1). Per-task modules are keyed by task
@@ -21,6 +21,10 @@ from mtl.errors import UserError
 from mtl.models.factory import MODELS, PARTITION_OPTIONS, task_specs
 
 STEM_WIDTH = 32
+# "original": every task's optimizer holds every task's BatchNorms; under last_third_only the final
+# BatchNorms do not train (the original's parameter lists). "own": a task's optimizer holds only its
+# own BatchNorms and the final BatchNorms always train (this project's earlier choice).
+BN_SEMANTICS = ("original", "own")
 STAGE_WIDTHS = (64, 128, 256)
 BLOCKS_PER_STAGE = 4
 
@@ -61,14 +65,20 @@ class ResNet26(nn.Module):
         dropout: dropout probability before the heads (the original's configs use 0.3).
         last_third_only: freeze the conv weights of the stem and all stages but the last (their
             BatchNorm parameters still train).
+        stem_relu: a ReLU after the stem's BatchNorm (neither the original nor Rebuffi et al.'s
+            ResNet-26 has one; kept as an option for runs trained with it).
+        bn_semantics: which BatchNorm parameters train and in which task's optimizer, see BN_SEMANTICS.
     """
 
     def __init__(self, tasks: Sequence[Any], *, width: float = 1.0, dropout: float = 0.0,
-                 last_third_only: bool = False):
+                 last_third_only: bool = False, stem_relu: bool = False, bn_semantics: str = "original"):
         super().__init__()
+        if bn_semantics not in BN_SEMANTICS:
+            raise ValueError(f"unknown bn_semantics {bn_semantics!r} (choices: {', '.join(BN_SEMANTICS)})")
         specs = task_specs(tasks)
         self.task_names = [name for name, _ in specs]
         self.dropout, self.width, self.last_third_only = dropout, width, last_third_only
+        self.stem_relu, self.bn_semantics = stem_relu, bn_semantics
         c = max(1, round(STEM_WIDTH * width))
         self.stem = _conv3x3(3, c)
         self.stem_bn = TaskBatchNorm(c, self.task_names)
@@ -87,6 +97,10 @@ class ResNet26(nn.Module):
             for conv in [self.stem] + [m for s in self.stages[:-1] for m in s.modules()
                                        if isinstance(m, nn.Conv2d)]:
                 conv.weight.requires_grad_(False)
+            if bn_semantics == "original":
+                # The original's last-third optimizers never list the final BatchNorms: their affine
+                # parameters keep their initial (or loaded) values; running statistics still update.
+                self.final_bn.requires_grad_(False)
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -115,8 +129,23 @@ class ResNet26(nn.Module):
         return [p for p in self.parameters() if id(p) not in owned and p.requires_grad]
 
     def parameters_for(self, task: str | int) -> list[nn.Parameter]:
-        """What a task's own optimizer steps: shared trainable parameters + the task's own."""
-        return self.shared_parameters() + self.task_parameters(task)
+        """What a task's own optimizer steps: shared trainable parameters + the task's own.
+
+        With bn_semantics "original" every task's trainable BatchNorms are in every task's optimizer
+        (the original's per-task parameter lists): another task's BatchNorms get no gradient there,
+        only that optimizer's weight decay and momentum (when gradients are zeroed, not set to None).
+        """
+        t = self.task_name(task)
+        if self.bn_semantics == "own":
+            return self.shared_parameters() + self.task_parameters(t)
+        bns = [p for m in self.modules() if isinstance(m, TaskBatchNorm) for p in m.parameters() if p.requires_grad]
+        return self.shared_parameters() + bns + [p for p in self.heads[t].parameters() if p.requires_grad]
+
+    @property
+    def zero_grads_to_none(self) -> bool:
+        """Whether a task's optimizer may drop gradients (False: the original's zeroed gradients, so
+        other tasks' BatchNorms in its optimizer are decayed as in PyTorch 1.0)."""
+        return self.bn_semantics == "own"
 
     def _owned(self) -> dict[str, list[nn.Parameter]]:
         owned: dict[str, list[nn.Parameter]] = {t: [] for t in self.task_names}
@@ -147,7 +176,8 @@ class ResNet26(nn.Module):
 
     def _stem(self, x: Tensor, t: str, plan: ch.NetPlan | None) -> Tensor:
         sel = plan.stem if plan else None
-        return F.relu(ch.batch_norm(ch.conv(x, self.stem, None, sel), self.stem_bn[t], sel))
+        h = ch.batch_norm(ch.conv(x, self.stem, None, sel), self.stem_bn[t], sel)
+        return F.relu(h) if self.stem_relu else h
 
     def _final(self, h: Tensor, t: str, plan: ch.NetPlan | None) -> Tensor:
         sel = plan.final if plan else None
@@ -225,7 +255,8 @@ class ResNet26(nn.Module):
 
 @MODELS.register("resnet26")
 def build_resnet26(tasks: Sequence[Any], *, width: float = 1.0, dropout: float = 0.0,
-                   last_third_only: bool = False, partition: Any = None, **partition_opts: Any) -> ResNet26:
+                   last_third_only: bool = False, stem_relu: bool = False, bn_semantics: str = "original",
+                   partition: Any = None, **partition_opts: Any) -> ResNet26:
     """Plain ResNet-26 (every task uses every channel).
 
     Partition options other than `partition` are accepted and ignored, so one option set serves
@@ -237,4 +268,5 @@ def build_resnet26(tasks: Sequence[Any], *, width: float = 1.0, dropout: float =
     unknown = set(partition_opts) - PARTITION_OPTIONS
     if unknown:
         raise TypeError(f"unknown resnet26 options: {sorted(unknown)}")
-    return ResNet26(tasks, width=width, dropout=dropout, last_third_only=last_third_only)
+    return ResNet26(tasks, width=width, dropout=dropout, last_third_only=last_third_only, stem_relu=stem_relu,
+                    bn_semantics=bn_semantics)

@@ -22,8 +22,11 @@ def autocast(device: torch.device, enabled: bool):
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, task: str, images: torch.Tensor,
-               labels: torch.Tensor, *, amp: bool) -> dict[str, float]:
+               labels: torch.Tensor, *, amp: bool, set_to_none: bool = True) -> dict[str, float]:
     """One step of one task: forward, loss, backward, that task's optimizer step.
+
+    `set_to_none` False zeroes gradients instead of dropping them, so parameters in the optimizer that
+    the task does not use are still decayed (the original's behaviour, see ResNet26.parameters_for).
 
     Returns:
         loss and accuracy of the batch (floats, synchronised).
@@ -32,7 +35,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, task: str, im
     with autocast(images.device, amp):
         logits = model(images, task)
     loss = F.cross_entropy(logits.float(), labels)
-    optimizer.zero_grad(set_to_none=True)
+    optimizer.zero_grad(set_to_none=set_to_none)
     loss.backward()
     # Partitioned models undo updates a task may not make (backward masks, weight decay, momentum).
     guard = model.guard_update(task) if hasattr(model, "guard_update") else contextlib.nullcontext()

@@ -71,17 +71,30 @@ class NaiveSteps:
                            for t in tasks}
         self.loader = MultiDomainLoader(folder, tasks, seed=opts.seed, policy=opts.curriculum,
                                         **_loader_kwargs(opts, device))
+        self.set_to_none = getattr(model, "zero_grads_to_none", True)
 
     def step(self, lr: float) -> tuple[dict[str, dict[str, float]], StepInfo | None]:
         task, images, labels = next(self.loader)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         set_lr(self.optimizers[task], lr)
-        metrics = train_step(self.net, self.optimizers[task], task, images, labels, amp=self.amp)
+        metrics = train_step(self.net, self.optimizers[task], task, images, labels, amp=self.amp,
+                             set_to_none=self.set_to_none)
         return {task: {**metrics, "images": len(labels)}}, None
 
     def end_round(self) -> None:
         self.method.end_round()
+
+    def after_restore(self) -> None:
+        """With zeroed (not dropped) gradients, every parameter a step has touched holds a gradient, so
+        other tasks' optimizers decay it; recreate those zeros after a restore (every such parameter has
+        momentum state), so a resumed run steps exactly as an uninterrupted one."""
+        if self.set_to_none:
+            return
+        for optimizer in self.optimizers.values():
+            for param in optimizer.state:
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
 
     def describe(self) -> str:
         return "method naive: one task per step (curriculum), its own SGD over shared + its parameters"
