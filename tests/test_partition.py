@@ -120,7 +120,7 @@ def test_load_errors_are_user_errors(tmp_path):
 
 
 def test_resolve_partition_presets_and_files(tmp_path):
-    assert set(PRESETS) == {"share_all", "independent", "share_fwd_only", "share_fixed", "random"}
+    assert set(PRESETS) == {"share_all", "independent", "share_fwd_only", "share_fixed", "random", "families"}
     fixed = resolve_partition("share_fixed:0.5", TASKS)
     assert fixed.tasks == TASKS and fixed.fractions()[0][0, 1] == pytest.approx(0.5)
     save_partition(fixed, tmp_path / "f.json")
