@@ -94,3 +94,19 @@ def test_spec_round_trip_and_bad_declarations():
         Space((Hyperparameter("x", 0, 1), Hyperparameter("x", 0, 2)))
     with pytest.raises(UserError, match="lack"):
         space.to_vector({"partition": np.ones((2, 3, 3))})
+
+
+def test_fixed_fraction_partition_block_searches_only_the_sharing():
+    import numpy as np
+
+    from mtl.meta.space import PartitionBlock, Space
+
+    block = PartitionBlock(("a", "b", "c"), fixed_fraction=0.5)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        value = np.asarray(block.to_value(block.sample(rng)))
+        assert np.diag(value[0]).tolist() == [0.5] * 3 and value[0, 0, 1] != value[0, 0, 2]
+    assert block.resource_per_task(block.to_value(np.ones(block.dim))) == {"a": 0.5, "b": 0.5, "c": 0.5}
+    space = Space((block,))
+    assert Space.from_spec(space.spec()).blocks == (block,)  # resumes with the same space
+    assert "fixed_fraction" not in Space((PartitionBlock(("a", "b")),)).spec()[0]  # older searches' spec unchanged

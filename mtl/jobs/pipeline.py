@@ -253,7 +253,7 @@ def _proxy_scores(ctx: JobContext, teacher_ids: list[str], partitions: dict[str,
     variants = {name: {"partition": load_partition(path).raw[0].tolist()} for name, path in partitions.items()}
     _search_stage(ctx, "proxy_scores", teacher_ids, optimizer="runner",
                   optimizer_options={"variants": variants, "trials": 1}, budget=len(variants),
-                  search_partition=True, hyperparameters=[], hyperparameters_file="")
+                  search_partition=True, fixed_fraction=0.0, hyperparameters=[], hyperparameters_file="")
     with ResultsStore(ctx.run.path / "proxy_scores" / "results.sqlite") as store:
         rows = store.evaluations()
     return {e.candidate_id.split("/", 1)[1]: {"score": e.score, "per_task": e.per_task} for e in rows if e.ok}

@@ -65,7 +65,8 @@ def build_space(opts: SearchOptions) -> Space:
     """Partition block over the chosen tasks (when searched), then the hyperparameter ranges."""
     blocks: list = []
     if opts.search_partition:
-        blocks.append(PartitionBlock(tuple(opts.task_names()), restrict_amt=opts.restrict_amt))
+        blocks.append(PartitionBlock(tuple(opts.task_names()), restrict_amt=opts.restrict_amt,
+                                     fixed_fraction=opts.fixed_fraction))
     lines = list(opts.hyperparameters)
     if opts.hyperparameters_file:
         try:

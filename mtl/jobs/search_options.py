@@ -27,6 +27,8 @@ class SearchOptions(RunOptions):
     task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
     search_partition: bool = option(True, "search the partition matrices of the chosen tasks")
     restrict_amt: float = option(0.5, "mean channel fraction of random partitions (the original's restrict_amt)")
+    fixed_fraction: float = option(0.0, "every task's channel fraction fixed to this value (0: searched): the "
+                                   "search is then over what tasks share at one resource level")
     hyperparameters: list[str] = option([], "hyperparameter ranges, es.txt lines 'name default low high "
                                             "linear|log is_int' (a JSON list for several)")
     hyperparameters_file: str = option("", "file of es.txt-style hyperparameter lines (the original's config/cmd)")
@@ -52,6 +54,8 @@ class SearchOptions(RunOptions):
             raise UserError(f"--budget must be at least 1 (got {self.budget}).")
         if self.max_retries < 0 or self.num_workers < 0:
             raise UserError("--max_retries and --num_workers must not be negative.")
+        if not 0.0 <= self.fixed_fraction <= 1.0:
+            raise UserError(f"--fixed_fraction must be in [0, 1] (got {self.fixed_fraction}).")
         if not 0.0 <= self.restrict_amt <= 1.0:
             raise UserError(f"--restrict_amt must be in [0, 1] (got {self.restrict_amt}).")
         from mtl.jobs.search import build_optimizer, check_objective_name

@@ -81,11 +81,14 @@ class PartitionBlock:
     matrix. The forward diagonal holds the per-task channel fractions f_i (the resource).
     Random samples follow the original's "restrict" draw: forward diag ~ restrict_amt + N(0, 0.2^2),
     backward diag ~ 1 + N(0, 0.15^2), off-diagonals ~ U(0, 1), all clamped to [0.05, 1].
+    With `fixed_fraction` > 0 every task's channel fraction is that value whatever the coordinates say:
+    the search is over what tasks share at one resource level.
     """
 
     tasks: tuple[str, ...]
     name: str = "partition"
     restrict_amt: float = 0.5
+    fixed_fraction: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", tuple(self.tasks))
@@ -111,6 +114,8 @@ class PartitionBlock:
         mat = np.zeros((2, n, n))
         for x, (m, r, c) in zip(np.clip(u, 0.0, 1.0), self._entries()):
             mat[m, r, c] = mat[m, c, r] = x
+        if self.fixed_fraction > 0:
+            mat[0][np.diag_indices(n)] = self.fixed_fraction
         return mat.tolist()
 
     def to_unit(self, value) -> np.ndarray:
@@ -150,7 +155,8 @@ class PartitionBlock:
         return {t: float(mat[0, i, i]) for i, t in enumerate(self.tasks)}
 
     def spec(self) -> dict:
-        return {"kind": "partition", "name": self.name, "tasks": list(self.tasks), "restrict_amt": self.restrict_amt}
+        spec = {"kind": "partition", "name": self.name, "tasks": list(self.tasks), "restrict_amt": self.restrict_amt}
+        return {**spec, "fixed_fraction": self.fixed_fraction} if self.fixed_fraction > 0 else spec
 
 
 @functools.lru_cache(maxsize=None)

@@ -3,7 +3,8 @@
     python main.py -e demo --config exp.demo
     python main.py -e demo --continue          # finished stages are skipped
 
-The benchmark (mtl/data/families.py) has a known answer: two families of two tasks (handwritten digits
+The searches run at one resource level (fixed_fraction=0.5: every task uses half of every partitioned
+layer's channels) and look only for what to share. The benchmark (mtl/data/families.py) has a known answer: two families of two tasks (handwritten digits
 twice, photo patches twice, every image a digit over a photo), so sharing inside a family helps and
 sharing across families costs. Train one teacher per task, search partitions with ES scored by the
 distillation proxy, search at random with the same budget, retrain the best partitions, the baselines
@@ -24,7 +25,8 @@ OPTIONS = dict(
     teacher_config="exp.mini_finetune",
     teacher_options=dict(num_rounds=1, train_iters=400, lr_drop_steps=[300]),
     search_config="exp.es_dist",
-    search_options=dict(optimizer_options=dict(init_random=16, num_deltas=8, num_to_use=6, delta_size=0.1)),
+    search_options=dict(fixed_fraction=0.5,
+                        optimizer_options=dict(init_random=16, num_deltas=8, num_to_use=6, delta_size=0.1)),
     objective="proxy",
     objective_options=dict(steps=300, batch_size=8, lr_drop_steps=[200], val_images=150, eval_batch_size=300,
                            partition_layers="last_stage"),
