@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) main.py --prepare mini_decathlon
+	$(PY) main.py --prepare mini_families
 	if [ -f exp/demo/config.json ]; then $(PY) main.py -e demo --continue; \
 	else $(PY) main.py -e demo --config exp.demo; fi
 

@@ -33,7 +33,7 @@ OPTIONS = {
     "full_seeds": [0, 1, 2],
     "sample": "equal_size",
     "num_partitions": 10,
-    "budgets": {"steps_300_batch_8": {"steps": 300, "batch_size": 8},
+    "budgets": {"steps_100_batch_8": {"steps": 100, "batch_size": 8},
                 "steps_1000_batch_8": {"steps": 1000, "batch_size": 8},
-                "steps_3000_batch_4": {"steps": 3000, "batch_size": 4}},
+                "steps_3000_batch_4": {"steps": 3000, "batch_size": 4}},  # the original's
 }
