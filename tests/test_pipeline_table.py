@@ -95,3 +95,21 @@ def test_equal_size_sample_has_one_resource_level_and_the_oracle():
         assert used.tolist() == [16] * 4 if c["id"] != "share_fixed_0.33" else abs(used - 16).max() <= 1
     shared = {tuple(np.round(c["partition"].fractions()[0][np.triu_indices(4, 1)], 3)) for c in candidates}
     assert len(shared) == len(candidates)  # they differ in what they share
+
+
+def test_families_benchmark_reads_the_saved_tables(tmp_path, capsys):
+    import importlib.util
+    import json
+
+    from conftest import REPO
+
+    rows = _table()["rows"] + [_row("random_best", 0.6, [(0.6, 0.6)] * 3)]
+    table = build_table(TASKS, rows, SETTINGS, {"es_best": {"within": 0.4, "cross": 0.1}})
+    (tmp_path / "demo_s0").mkdir()
+    (tmp_path / "demo_s0" / "table.json").write_text(json.dumps(table))
+    spec = importlib.util.spec_from_file_location("families_benchmark", REPO / "benchmarks" / "families_benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--seeds", "0", "--exp_root", str(tmp_path), "--no-run"]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("| 0 | 76.7 ± 5.8 | 62.0 | +14.7 | yes | 60.0 ± 0.0 (-2.0) |") and "0.40 / 0.10 | - |" in line
