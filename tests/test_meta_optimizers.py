@@ -163,6 +163,6 @@ def test_runner_evaluates_variants_times_trials_with_shared_seeds():
 
 
 def test_registry_lists_the_optimizers():
-    assert OPTIMIZERS.available() == ["es", "es_multiobjective", "grid", "random", "runner"]
+    assert OPTIMIZERS.available() == ["es", "es_multiobjective", "grid", "nevergrad", "random", "runner"]
     with pytest.raises(KeyError, match="did you mean 'grid'"):
         OPTIMIZERS.get("gird")

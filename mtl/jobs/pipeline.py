@@ -7,10 +7,12 @@
 Stages are nested runs under exp/<id>/ started in this process through the job functions
 (mtl/jobs/nested.py): teachers/<task> (single-task train runs), search (ES with the objective),
 random_search (same budget), proxy_scores (every final partition scored by the objective with one
-seed), retrain/<variant> (multi-task training of the best partitions and of the baselines).
+seed), retrain/<variant>/s<k> (multi-task training of the best partitions, the baselines and, on a
+dataset with task families, the families oracle, --retrain_seeds seeds each).
 A stage that is done is skipped; one that was cut short continues from its own checkpoint.
-The result is table.md / table.json in the run folder (and printed): per-task accuracy,
-decathlon-style score, resource use and proxy score of every variant.
+The result is table.md / table.json (every seed's result; the summary is recomputable from them) and
+pareto.png in the run folder: per-task accuracy (mean ± std), the share_fixed curve at each variant's
+resource, decathlon-style score, resource use, proxy score, and the structure the searches recovered.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from mtl.meta.optimizers.es import ESOptions
 from mtl.meta.report import write_report
 from mtl.meta.search import run_search
 from mtl.meta.space import PartitionBlock, Space, parse_hyperparameters
+from mtl.meta.store import ResultsStore
 from mtl.meta.workers import DEVICE_ENV, make_pool
 from mtl.registry import unknown_name_message
 
@@ -40,9 +41,9 @@ def run_search_job(ctx: JobContext) -> dict:
     """Run (or continue) the search until the budget is spent, then write the report."""
     opts, log = ctx.opts, ctx.log
     space = build_space(opts)
-    optimizer = build_optimizer(opts, space)
-    objective = build_objective(opts, space, ctx)
     store = ctx.run.path / STORE_NAME
+    optimizer = build_optimizer(opts, space, planned_budget=_planned_budget(store))
+    objective = build_objective(opts, space, ctx)
     log.info("search: %s over %d coordinates (%s), objective %s, budget %d, backend %s", optimizer.name, space.dim,
              ", ".join(b.name for b in space.blocks), opts.objective, opts.budget, opts.backend)
     with _pool(opts, objective, ctx) as pool, active_stop(ctx.stop):  # trials run in-process see SIGTERM too
@@ -80,16 +81,37 @@ def build_space(opts: SearchOptions) -> Space:
     return Space(tuple(blocks))
 
 
-def build_optimizer(opts: SearchOptions, space: Space) -> MetaOptimizer:
-    """The meta-optimizer named by opts.optimizer with opts.optimizer_options; UserError when they are wrong."""
+def build_optimizer(opts: SearchOptions, space: Space, planned_budget: int | None = None) -> MetaOptimizer:
+    """The meta-optimizer named by opts.optimizer with opts.optimizer_options; UserError when they are wrong.
+
+    planned_budget: the budget a continued Nevergrad search planned for when it started (kept when
+    --budget grows, so that its candidates do not change); None: opts.budget.
+    """
     if opts.optimizer not in OPTIMIZERS:
         known = OPTIMIZERS.available()
         raise UserError(f"--optimizer: {unknown_name_message('meta-optimizer', opts.optimizer, known)}")
+    options = dict(opts.optimizer_options)
+    if opts.optimizer == "nevergrad":
+        if options:
+            raise UserError("--optimizer nevergrad takes --nevergrad_optimizer, --nevergrad_population and "
+                            "--nevergrad_budget, not --optimizer_options (a config that sets ES options: add "
+                            "--optimizer_options {}).")
+        options = {"optimizer": opts.nevergrad_optimizer, "population": opts.nevergrad_population,
+                   "budget": opts.nevergrad_budget or planned_budget or opts.budget}
     try:
-        return create_optimizer(opts.optimizer, space, seed=opts.seed, **opts.optimizer_options)
+        return create_optimizer(opts.optimizer, space, seed=opts.seed, **options)
     except (TypeError, ValueError) as err:
         accepted = ", ".join(optimizer_option_names(opts.optimizer)) or "none"
         raise UserError(f"--optimizer_options for {opts.optimizer}: {err} (its options: {accepted}).") from None
+
+
+def _planned_budget(store: Path) -> int | None:
+    """The Nevergrad budget recorded when the search in `store` started (None: a new or other search)."""
+    if not store.exists():
+        return None
+    with ResultsStore(store) as results:
+        described = results.get_meta("search") or {}
+    return described.get("options", {}).get("budget") if described.get("optimizer") == "nevergrad" else None
 
 
 def optimizer_option_names(name: str) -> list[str]:
@@ -97,6 +119,8 @@ def optimizer_option_names(name: str) -> list[str]:
     cls = OPTIMIZERS.get(name)
     if name.startswith("es"):
         return [f.name for f in dataclasses.fields(ESOptions)]
+    if name == "nevergrad":
+        return ["--nevergrad_optimizer", "--nevergrad_population", "--nevergrad_budget"]
     return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "space", "seed")]
 
 

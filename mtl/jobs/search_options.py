@@ -15,10 +15,15 @@ BACKEND_CHOICES = ("inprocess", "local", "ray")
 class SearchOptions(RunOptions):
     """A meta-optimizer proposes candidates, an objective scores them, the results store keeps every one."""
 
-    optimizer: str = option("es", "meta-optimizer: es, es_multiobjective, random, grid or runner")
+    optimizer: str = option("es", "meta-optimizer: es, es_multiobjective, random, grid, runner or nevergrad")
     optimizer_options: dict = option({}, "the optimizer's settings, e.g. --optimizer_options.learning_rate 0.1 "
                                          "(ES: init_random, num_deltas, num_to_use, delta_size, learning_rate, "
                                          "momentum, nesterov, weight_reg, diag_weight_decay)")
+    nevergrad_optimizer: str = option("NGOpt", "nevergrad: the optimizer's name in Nevergrad's registry (CMA, "
+                                               "TwoPointsDE, NGOpt, OnePlusOne, DiagonalCMA, PSO, ...)")
+    nevergrad_population: int = option(16, "nevergrad: candidates asked (and evaluated together) per generation")
+    nevergrad_budget: int = option(0, "nevergrad: evaluations it plans for (NGOpt picks its algorithms from it); "
+                                      "0: the first run's --budget (kept when --budget grows on --continue)")
     objective: str = option("debug", "what scores a candidate: debug (known optimum, no training), "
                                      "proxy (distillation) or train (a full training run each)")
     objective_options: dict = option({}, "the objective's settings, e.g. --objective_options.noise 0.05")
@@ -56,6 +61,8 @@ class SearchOptions(RunOptions):
             raise UserError("--max_retries and --num_workers must not be negative.")
         if not 0.0 <= self.fixed_fraction <= 1.0:
             raise UserError(f"--fixed_fraction must be in [0, 1] (got {self.fixed_fraction}).")
+        if self.nevergrad_population < 1 or self.nevergrad_budget < 0:
+            raise UserError("--nevergrad_population must be at least 1 and --nevergrad_budget not negative.")
         if not 0.0 <= self.restrict_amt <= 1.0:
             raise UserError(f"--restrict_amt must be in [0, 1] (got {self.restrict_amt}).")
         from mtl.jobs.search import build_optimizer, check_objective_name

@@ -1,102 +1,181 @@
-"""Ray worker pool: evaluations as Ray tasks on a running cluster, or on a local one it starts.
+"""Ray worker pool: long-lived actors, each evaluating stacked shares of every generation.
 
-Ray on a shared machine (DESIGN.md): stay on loopback (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0), bound
-the object store, use a short temp dir (Unix socket paths stop at ~107 bytes) and remove it after
-shutdown, no dashboard. On a multi-machine cluster, `mtl` must be importable on every node.
+One actor per GPU of the cluster (or per `gpus_per_eval` share of one), else per `cpus_per_eval`
+CPUs. An actor loads the objective once and keeps it for the pool's life, so a proxy objective builds
+the teachers' feature cache once per actor, as a local worker does. Like the local backend, the
+waiting candidates are split evenly over the idle actors and each share is one `evaluate_batch` call
+(one candidate at a time for other objectives). An actor that dies (killed, OOM, segfault) has its
+share put back at the front of the queue and evaluated by the next idle actor, a fresh one replacing
+it: nothing is lost and nothing is recorded twice; a candidate whose share killed MAX_CRASHES actors
+fails with WorkerCrashed (then the search loop's retries apply). Clusters: mtl/meta/ray_cluster.py.
+On a multi-machine cluster, `mtl` must be importable on every node.
 """
 
 from __future__ import annotations
 
+import collections
+import math
 import os
-import shutil
 import socket
-import tempfile
 from concurrent.futures import Future
-from concurrent.futures import as_completed as _futures_as_completed
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import ray
+from ray.exceptions import RayActorError
 
 from mtl.meta.optimizers.base import Candidate
-from mtl.meta.workers import DEVICE_ENV, PoolBase, run_candidate
+from mtl.meta.ray_cluster import connect_ray, start_local_ray, stop_local_ray
+from mtl.meta.workers import DEVICE_ENV, EvaluationError, PoolBase, WorkerCrashed, evaluate_share
+
+MAX_CRASHES = 3  # actors a candidate's share may take down before it is failed
 
 
-def start_local_ray(num_cpus: int | None = None, num_gpus: int | None = None,
-                    object_store_memory: int = 512 * 2**20, temp_dir: str | None = None) -> str:
-    """Start a single-machine Ray cluster that stays on loopback; returns its temp dir (remove after use).
+class EvaluationActor:
+    """Holds the objective in its process; evaluates shares (becomes a Ray actor in RayPool)."""
 
-    See DESIGN.md "Ray on a shared machine": loopback only, bounded object store, short socket paths,
-    no dashboard. Workers find `mtl` through PYTHONPATH.
-    """
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    root = str(Path(__file__).resolve().parents[2])
-    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if root not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, paths)])
-    temp_dir = temp_dir or tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
-             _temp_dir=temp_dir, include_dashboard=False)
-    return temp_dir
+    def __init__(self, objective):
+        os.environ[DEVICE_ENV] = "cuda:0" if ray.get_gpu_ids() else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES
+        self.objective = objective
+        self.worker = f"ray:{socket.gethostname()}:{os.getpid()}"
+
+    def evaluate(self, candidates: list[Candidate]) -> list[tuple[str, Any]]:
+        return evaluate_share(self.objective, candidates, self.worker)
 
 
-def stop_local_ray(temp_dir: str | None) -> None:
-    """Shut Ray down and remove the cluster's temp dir."""
-    ray.shutdown()
-    if temp_dir:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _ray_evaluate(objective, candidate: Candidate) -> dict:
-    gpus = ray.get_gpu_ids()
-    os.environ[DEVICE_ENV] = "cuda:0" if gpus else "cpu"
-    return run_candidate(objective, candidate, f"ray:{socket.gethostname()}:{os.getpid()}")
+@dataclass
+class _Slot:
+    actor: Any = None
+    ref: Any = None  # the running share's ObjectRef
+    job: list[tuple[Future, Candidate]] | None = None
 
 
 class RayPool(PoolBase):
-    """Evaluations as Ray tasks. Uses the running Ray session if any, else `address`, else starts a local one.
+    """Evaluations on Ray actors. Uses the running Ray session if any, else `address`, else a local cluster.
 
     Args:
-        objective: picklable objective, put in the object store once.
-        address: cluster to join ("auto", "ray://host:10001", ...); None: start a local cluster.
+        objective: picklable objective, put in the object store once and loaded by each actor.
+        address: cluster to join ("auto", "host:6379", "ray://host:10001"); None: start a local cluster.
         num_cpus / num_gpus / object_store_memory: for a local cluster.
-        cpus_per_eval / gpus_per_eval: resources each evaluation reserves.
+        cpus_per_eval: CPUs each actor reserves (sets the actor count on a cluster without GPUs).
+        gpus_per_eval: GPUs each actor reserves; 0: one whole GPU when the cluster has GPUs.
+        num_actors: override the actor count.
     """
 
     def __init__(self, objective, address: str | None = None, num_cpus: int | None = None,
                  num_gpus: int | None = None, object_store_memory: int = 512 * 2**20,
-                 cpus_per_eval: float = 1, gpus_per_eval: float = 0):
+                 cpus_per_eval: float = 1, gpus_per_eval: float = 0, num_actors: int | None = None):
         self._temp_dir, self._owns = None, False
         if not ray.is_initialized():
             if address:
-                ray.init(address=address)
+                connect_ray(address)
             else:
                 self._temp_dir = start_local_ray(num_cpus, num_gpus, object_store_memory)
             self._owns = True
-        self._remote = ray.remote(num_cpus=cpus_per_eval, num_gpus=gpus_per_eval, max_retries=0)(_ray_evaluate)
+        try:
+            self._setup(objective, cpus_per_eval, gpus_per_eval, num_actors)
+        except BaseException:
+            self._shutdown()
+            raise
+
+    def _setup(self, objective, cpus_per_eval, gpus_per_eval, num_actors) -> None:
+        resources = ray.cluster_resources()
+        gpus = gpus_per_eval or (1.0 if resources.get("GPU", 0) >= 1 else 0.0)
+        count = num_actors or (int(resources.get("GPU", 0) // gpus) if gpus else
+                               int(resources.get("CPU", 1) // cpus_per_eval))
+        self._actor_class = ray.remote(num_cpus=cpus_per_eval, num_gpus=gpus, max_restarts=0)(EvaluationActor)
         self._objective = ray.put(objective)
-        self._refs: dict[Future, Any] = {}
+        self._batched = hasattr(objective, "evaluate_batch")
+        self._slots = [_Slot() for _ in range(max(1, count))]
+        self._queue: collections.deque[tuple[Future, Candidate]] = collections.deque()
+        self._crashes: collections.Counter[str] = collections.Counter()
+
+    @property
+    def num_actors(self) -> int:
+        return len(self._slots)
 
     def submit(self, candidate: Candidate) -> Future:
-        ref = self._remote.remote(self._objective, candidate)
-        future = ref.future()
-        self._refs[future] = ref
+        future: Future = Future()
+        self._queue.append((future, candidate))
         return future
 
     def as_completed(self, futures: Iterable[Future]) -> Iterator[Future]:
-        for future in _futures_as_completed(list(futures)):
-            self._refs.pop(future, None)
-            yield future
+        remaining = list(futures)
+        while remaining:
+            done = [f for f in remaining if f.done()]
+            for future in done:
+                remaining.remove(future)
+                yield future
+            if remaining:
+                self._dispatch()
+                self._wait()
 
     def close(self) -> None:
-        for ref in self._refs.values():
-            try:
-                ray.cancel(ref, force=True)
-            except Exception:  # already finished or the cluster is gone: nothing to cancel
-                pass
-        self._refs.clear()
+        while self._queue:
+            self._queue.popleft()[0].cancel()
+        for slot in getattr(self, "_slots", ()):
+            for future, _ in slot.job or ():
+                future.set_exception(WorkerCrashed("the pool was closed during the evaluation"))
+            if slot.actor is not None:
+                ray.kill(slot.actor)
+            slot.actor, slot.ref, slot.job = None, None, None
+        self._shutdown()
+
+    # -- internals --
+
+    def _shutdown(self) -> None:
         if self._owns:
+            self._owns = False
             if self._temp_dir:
                 stop_local_ray(self._temp_dir)
             else:
                 ray.shutdown()
+
+    def _dispatch(self) -> None:
+        """Split the queue evenly over the idle actors (a share each), as the local pool does."""
+        idle = [slot for slot in self._slots if slot.job is None]
+        for i, slot in enumerate(idle):
+            share = math.ceil(len(self._queue) / (len(idle) - i)) if self._batched else 1
+            job = []
+            while len(job) < share and self._queue:
+                future, candidate = self._queue.popleft()
+                if future.running() or future.set_running_or_notify_cancel():  # running: put back after a crash
+                    job.append((future, candidate))
+            if job:
+                if slot.actor is None:
+                    slot.actor = self._actor_class.remote(self._objective)
+                slot.job, slot.ref = job, slot.actor.evaluate.remote([c for _, c in job])
+
+    def _wait(self) -> None:
+        busy = {slot.ref: slot for slot in self._slots if slot.job is not None}
+        if not busy:
+            raise RuntimeError("as_completed() was given futures this pool does not run")
+        ready, _ = ray.wait(list(busy), num_returns=1)
+        for ref in ready:
+            self._collect(busy[ref])
+
+    def _collect(self, slot: _Slot) -> None:
+        job, slot.job, ref, slot.ref = slot.job, None, slot.ref, None
+        try:
+            answers = ray.get(ref)
+        except RayActorError as err:
+            slot.actor = None  # dead: a fresh actor takes its place at the next dispatch
+            self._requeue(job, err)
+            return
+        except Exception as err:  # the call itself failed (e.g. the objective could not be unpickled)
+            answers = [("error", f"{type(err).__name__}: {err}")] * len(job)
+        for (future, _), (kind, payload) in zip(job, answers):
+            if kind == "ok":
+                future.set_result(payload)
+            else:
+                future.set_exception(EvaluationError(payload))
+
+    def _requeue(self, job: list[tuple[Future, Candidate]], err: Exception) -> None:
+        """Put a dead actor's share back at the front of the queue (in order), or fail it after MAX_CRASHES."""
+        for future, candidate in reversed(job):
+            self._crashes[candidate.id] += 1
+            if self._crashes[candidate.id] >= MAX_CRASHES:
+                future.set_exception(WorkerCrashed(f"{MAX_CRASHES} Ray actors died evaluating {candidate.id}: "
+                                                   f"{type(err).__name__}"))
+            else:
+                self._queue.appendleft((future, candidate))

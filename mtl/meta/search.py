@@ -9,6 +9,8 @@ Why a kill at any moment loses nothing and repeats nothing:
   uninterrupted search feed the optimizer bit-identical numbers;
 - the state after generation g is saved once all of g's rows exist. A kill between the last row
   and the state only means g is told again from its rows on resume: same result;
+- an optimizer whose state is not JSON (Nevergrad: `replays_history`) is rebuilt fresh and told the
+  stored generations again in order instead of loading a state: the same numbers in, the same state out;
 - an evaluation that fails while a stop (SIGTERM) is pending is not recorded: it was probably cut
   short by the stop, and is evaluated again on continue.
 """
@@ -169,11 +171,22 @@ def _check_settings(store: ResultsStore, optimizer: MetaOptimizer) -> None:
 
 def _restore(store: ResultsStore, optimizer: MetaOptimizer, log) -> None:
     latest = store.latest_state()
-    if latest is not None:
+    if latest is not None and getattr(optimizer, "replays_history", False):
+        optimizer.replay(_generations(store, latest[0] + 1))
+    elif latest is not None:
         optimizer.load_state_dict(latest[1])
     if store.count():
         log.info("continuing search at generation %d with %d recorded evaluations", optimizer.generation,
                  store.count())
+
+
+def _generations(store: ResultsStore, count: int) -> list[list[Evaluation]]:
+    """The rows of generations 0 .. count-1, each in ask order (position)."""
+    by_generation: dict[int, list[Evaluation]] = {g: [] for g in range(count)}
+    for evaluation in store.evaluations():
+        if evaluation.generation < count:
+            by_generation[evaluation.generation].append(evaluation)
+    return [sorted(by_generation[g], key=lambda e: e.position) for g in range(count)]
 
 
 def _log_generation(generation: int, evaluations: list[Evaluation], store: ResultsStore, log, writer) -> None:

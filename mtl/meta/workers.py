@@ -333,10 +333,16 @@ def _worker_main(conn, device: str, threads: int, payload: bytes) -> None:
             return
         if load_error:
             conn.send([("error", load_error)] * len(candidates))
-        elif len(candidates) > 1 and hasattr(objective, "evaluate_batch"):
-            conn.send(_run_batch(objective, candidates, worker))
         else:
-            conn.send([_run_one(objective, candidate, worker) for candidate in candidates])
+            conn.send(evaluate_share(objective, candidates, worker))
+
+
+def evaluate_share(objective, candidates: list[Candidate], worker: str) -> list[tuple[str, Any]]:
+    """A worker's share of a generation: one `evaluate_batch` call for a population objective, else one
+    candidate at a time; ("ok", outcome) or ("error", traceback) per candidate, in order."""
+    if len(candidates) > 1 and hasattr(objective, "evaluate_batch"):
+        return _run_batch(objective, candidates, worker)
+    return [_run_one(objective, candidate, worker) for candidate in candidates]
 
 
 def _run_one(objective, candidate: Candidate, worker: str) -> tuple[str, Any]:
