@@ -59,13 +59,20 @@ def main(argv: list[str]) -> int:
         return 0
     if not args.exp_id:
         raise UserError("name the run with -e RUN (a folder under exp/), e.g. -e my_first_run.")
-    if not args.resume:
+    opts.check_inputs()  # data, files, device: user errors before anything exists on disk
+    if args.resume:
+        run.lock()
+    else:
         run = RunDir(resolve_run_path(args.exp_root, args.exp_id), args.exp_id)
-        run.create(overwrite=args.overwrite)
-    run.write_config({"job": job.name, "config": config_name, "options": dataclasses.asdict(opts),
-                      "command": ["python", "main.py", *argv], "written": dt.datetime.now().isoformat(timespec="seconds")})
-    root_flag = "" if args.exp_root == "exp" else f" --exp_root {args.exp_root}"
-    return launch(job, opts, run, args.resume, f"python main.py -e {args.exp_id}{root_flag} --continue")
+        run.create(overwrite=args.overwrite)  # locked from here on: one process per run folder
+    try:
+        run.write_config({"job": job.name, "config": config_name, "options": dataclasses.asdict(opts),
+                          "command": ["python", "main.py", *argv],
+                          "written": dt.datetime.now().isoformat(timespec="seconds")})
+        root_flag = "" if args.exp_root == "exp" else f" --exp_root {args.exp_root}"
+        return launch(job, opts, run, args.resume, f"python main.py -e {args.exp_id}{root_flag} --continue")
+    finally:
+        run.unlock()
 
 
 if __name__ == "__main__":

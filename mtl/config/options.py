@@ -38,6 +38,14 @@ class RunOptions:
     keep_checkpoints: int = option(3, "how many recent checkpoints to keep besides the best", resume_safe=True)
     log_every: int = option(20, "write training scalars every this many steps", resume_safe=True)
 
+    def check_inputs(self) -> None:
+        """What the run needs from this machine (device, data, named files); UserError before the run
+        folder is created. Separate from `validate`, which checks values only (saved configs are
+        re-validated on other machines). Subclasses extend it."""
+        from mtl.util.device import resolve_device
+
+        resolve_device(self.device)
+
     def validate(self) -> None:
         """Cross-field checks; raise UserError. Subclasses extend it."""
         for name in ("checkpoint_every", "keep_checkpoints", "log_every"):

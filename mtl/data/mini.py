@@ -87,10 +87,15 @@ def ensure_mini_decathlon(data_root: str | Path = "data", *, progress: bool = Fa
     from mtl.data.store import domain_file_path, is_complete
 
     root = Path(data_root) / "mini_decathlon"
+
+    def ready() -> bool:
+        return has_devkit(root) and all(is_complete(domain_file_path(root, n)) for n in MINI_DECATHLON.names)
+
+    if ready():  # no lock needed to read a finished folder (which may be read-only)
+        return root
     root.mkdir(parents=True, exist_ok=True)
     with _lock(root / ".lock"):
-        ready = has_devkit(root) and all(is_complete(domain_file_path(root, n)) for n in MINI_DECATHLON.names)
-        if not ready:
+        if not ready():
             prepare_dataset("mini_decathlon", root, progress=progress)
     return root
 

@@ -46,6 +46,13 @@ class DistillOptions(RunOptions):
     eval_batch_size: int = option(256, "images per scoring batch", resume_safe=True)
     amp: bool = option(True, "bf16 autocast on CUDA (ignored on CPU)", resume_safe=True)
 
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        from mtl.jobs.inputs import check_data, check_partition
+
+        check_data(self.dataset, self.data_dir, self.task_names())
+        check_partition(self.partition, self.task_names())
+
     def validate(self) -> None:
         super().validate()
         for name in ("steps", "batch_size", "input_res", "val_images", "eval_batch_size"):

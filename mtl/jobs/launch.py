@@ -31,6 +31,8 @@ def launch(job: Job, opts, run: RunDir, resuming: bool, resume_command: str) -> 
     tb = MetricsWriter(run.path, purge_step=checkpoints.latest_step() if resuming else None)
     run.write_status("running", job=job.name)
     log.info("%s run %s (%s) in %s", "continuing" if resuming else "starting", run.exp_id, job.name, run.path)
+    if resuming and checkpoints.latest_step() is None:
+        log.warning("no checkpoint in %s: starting from step 0", run.checkpoint_dir)
     try:
         device = resolve_device(opts.device)
         seed_everything(opts.seed)
@@ -45,7 +47,7 @@ def launch(job: Job, opts, run: RunDir, resuming: bool, resume_command: str) -> 
         log.warning("stopped by %s after saving a checkpoint. Resume with:\n  %s", stopped, resume_command)
         return 128 + stopped.signum
     except UserError as err:
-        run.write_status("failed", job=job.name, error=str(err))
+        run.write_status("failed", job=job.name, error=str(err), user_error=True)
         log.error("%s", err)
         return EXIT_USER
     except KeyboardInterrupt:

@@ -57,6 +57,14 @@ class TrainOptions(RunOptions):
     write_submission: bool = option(False, "predict the test split and write submission.json at the end",
                                     resume_safe=True)
 
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        from mtl.jobs.inputs import check_data, check_partition
+
+        check_data(self.dataset, self.data_dir, self.task_names())
+        if self.model.startswith("partitioned"):
+            check_partition(self.partition, self.task_names())
+
     def validate(self) -> None:
         super().validate()
         for name in ("num_rounds", "train_iters", "batch_size", "input_res"):
