@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
             raise UserError(f"there is no run {args.exp_id!r} under {args.exp_root}/ to continue; "
                             "drop --continue to start it (with --config).")
         saved = run.read_config()
-        job, opts = resolve_resume(args, saved)
+        job, opts = resolve_resume(args, saved, diverged=run.read_status().get("state") == "diverged")
         config_name = saved.get("config")
     else:
         job, opts, config_name = resolve_new(args)

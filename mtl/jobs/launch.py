@@ -8,6 +8,7 @@ import traceback
 from mtl.errors import UserError
 from mtl.jobs import Job
 from mtl.jobs.context import JobContext
+from mtl.train.divergence import Diverged
 from mtl.util.checkpoint import CheckpointStore
 from mtl.util.device import resolve_device
 from mtl.util.logging import setup_logging
@@ -46,6 +47,13 @@ def launch(job: Job, opts, run: RunDir, resuming: bool, resume_command: str) -> 
         run.write_status("interrupted", job=job.name, signal=str(stopped))
         log.warning("stopped by %s after saving a checkpoint. Resume with:\n  %s", stopped, resume_command)
         return 128 + stopped.signum
+    except Diverged as err:
+        run.write_status("diverged", job=job.name, error=str(err))
+        last = checkpoints.latest_step()
+        log.error("%s\nThe last good checkpoint is %s; continue it with, e.g.:\n  %s --lr SMALLER", err,
+                  f"step {last}" if last is not None else "none (the run starts again from step 0)",
+                  resume_command)
+        return EXIT_INTERNAL
     except UserError as err:
         run.write_status("failed", job=job.name, error=str(err), user_error=True)
         log.error("%s", err)

@@ -22,6 +22,7 @@ from mtl.errors import UserError
 from mtl.jobs import get_job
 from mtl.jobs.context import JobContext
 from mtl.util.atomic import read_json
+from mtl.train.divergence import Diverged
 from mtl.util.checkpoint import CheckpointStore
 from mtl.util.device import resolve_device
 from mtl.util.rng import seed_everything
@@ -140,6 +141,9 @@ def _launch(job, opts, run: RunDir, resuming: bool, stop: StopFlag) -> dict[str,
         return results
     except Interrupted as stopped:
         run.write_status("interrupted", job=job.name, signal=str(stopped))
+        raise
+    except Diverged as err:
+        run.write_status("diverged", job=job.name, error=str(err))
         raise
     except BaseException as err:
         run.write_status("failed", job=job.name, error=f"{type(err).__name__}: {err}",

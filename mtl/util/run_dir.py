@@ -89,7 +89,7 @@ class RunDir:
         """Failed with a user error (bad data, device, partition file) before writing any checkpoint."""
         status = self.read_status()
         return (status.get("state") == "failed" and bool(status.get("user_error"))
-                and not any(self.checkpoint_dir.glob("ckpt-*.pt")))
+                and all(_written_at_start(p) for p in self.path.iterdir()))
 
     def _restart_failed(self) -> None:
         lock = RunLock(self.path, self.exp_id).acquire()
@@ -154,6 +154,13 @@ def list_runs(exp_root: str | Path) -> list[tuple[str, dict[str, Any]]]:
             status = {**status, "state": "stopped (no process)"}
         runs.append((run.exp_id, status))
     return runs
+
+
+def _written_at_start(path: Path) -> bool:
+    """Files any run writes before its first step: nothing of the job's own state (checkpoints, results)."""
+    if path.name == "checkpoints":
+        return not any(path.glob("ckpt-*.pt"))
+    return path.name in ("config.json", "status.json", "log.txt", LOCK_NAME) or path.name.startswith("events.out")
 
 
 def _now() -> str:
