@@ -145,3 +145,16 @@ def test_a_search_whose_evaluations_all_failed_ends_failed(cli):
     assert result.returncode == 2, result.stderr
     assert "every one of the 4 evaluations failed" in result.stderr and "always fails" in result.stderr
     assert json.loads((cli.cwd / "exp/s/status.json").read_text())["state"] == "failed"
+
+
+def test_a_distillation_with_a_huge_lr_stops_as_diverged(cli, mini_data_dir, tmp_path_factory):
+    from distill_helpers import RES, TASKS, WIDTH, train_tiny_teachers
+
+    teachers = train_tiny_teachers(tmp_path_factory.getbasetemp() / "distill_exp", mini_data_dir)
+    result = cli("-e", "dd", "--config", "exp.mini_dist", "--device", "cpu", "--task_choice", "-".join(TASKS),
+                 "--width", str(WIDTH), "--input_res", str(RES), "--steps", "16", "--val_images", "48",
+                 "--checkpoint_every", "10", "--log_every", "5", "--data_dir", str(mini_data_dir),
+                 "--teachers", str(teachers), "--lr", "1e30")
+    assert result.returncode == 1, result.stderr
+    assert "distillation diverged" in result.stderr
+    assert json.loads((cli.cwd / "exp/dd/status.json").read_text())["state"] == "diverged"

@@ -119,9 +119,9 @@ def check_bounds(name: str, value: Any, bounds: dict[str, float], source: str) -
     """UserError unless the number `value` lies within `bounds` (see `option`)."""
     if not bounds or not isinstance(value, (int, float)) or isinstance(value, bool):
         return
-    inside = {"at_least": value >= bounds.get("at_least", value), "above": value > bounds.get("above", value - 1),
-              "at_most": value <= bounds.get("at_most", value), "below": value < bounds.get("below", value + 1)}
-    if not all(inside.values()):
+    tests = {"at_least": lambda b: value >= b, "above": lambda b: value > b, "at_most": lambda b: value <= b,
+             "below": lambda b: value < b}
+    if not all(tests[kind](bound) for kind, bound in bounds.items()):
         rule = " and ".join(f"{_BOUND_TEXT[k]} {v:g}" for k, v in bounds.items())
         raise UserError(f"{source}: --{name} must be {rule} (got {value!r}).")
 
