@@ -45,6 +45,8 @@ def run_search_job(ctx: JobContext) -> dict:
     optimizer = build_optimizer(opts, space)
     objective = build_objective(opts, space, ctx)
     store = ctx.run.path / STORE_NAME
+    if ctx.resuming and not store.exists():
+        log.warning("%s is missing: the search starts again from its first evaluation", store)
     log.info("search: %s over %d coordinates (%s), objective %s, budget %d, backend %s", optimizer.name, space.dim,
              ", ".join(b.name for b in space.blocks), opts.objective, opts.budget, opts.backend)
     with _pool(opts, objective, ctx) as pool, active_stop(ctx.stop):  # trials run in-process see SIGTERM too

@@ -16,6 +16,7 @@ from mtl.util.atomic import atomic_write_json, read_json
 from mtl.util.run_lock import LOCK_NAME, RunLock, is_locked
 
 _log = logging.getLogger("mtl")
+_NAME_MAX = 255  # bytes of one path component on Linux / macOS file systems
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9_.=+-]+(/[A-Za-z0-9_.=+-]+)*$")
 
 
@@ -26,7 +27,13 @@ def resolve_run_path(exp_root: str | Path, exp_id: str) -> Path:
             f"-e {exp_id!r} is not a valid run name. Use letters, digits and . _ - = +, with '/' to nest "
             "runs (e.g. sweep/t3); '..' and absolute paths are refused."
         )
+    too_long = [p for p in exp_id.split("/") if len(p.encode()) > _NAME_MAX]
+    if too_long:
+        raise UserError(f"-e: the name part {too_long[0][:40]!r}... is {len(too_long[0].encode())} characters; a "
+                        f"folder name may have at most {_NAME_MAX}. Use a shorter name (or nest: a/b/c).")
     root = Path(exp_root).resolve()
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--exp_root {exp_root} is a file, not a folder; point it at a folder (default: exp).")
     path = (root / exp_id).resolve()
     if root not in path.parents:
         raise UserError(f"-e {exp_id!r} points outside the experiment root {root}.")
@@ -75,8 +82,12 @@ class RunDir:
                     self.path.rename(self._aside_path())
                 finally:
                     old.release()
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.lock()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.lock()
+        except OSError as err:
+            raise UserError(f"cannot create the run folder {self.path}: {err.strerror or err}. Pick an experiment "
+                            "root you can write to (--exp_root DIR) with free space.") from None
 
     def lock(self) -> None:
         """Hold the folder's lock until `unlock` (UserError naming the holder when another process has it)."""
@@ -119,7 +130,17 @@ class RunDir:
         atomic_write_json(self.config_path, config)
 
     def read_config(self) -> dict[str, Any]:
-        return read_json(self.config_path)
+        """config.json, checked to be a run's config; UserError naming the file otherwise."""
+        try:
+            config = read_json(self.config_path)
+        except (OSError, ValueError) as err:
+            raise UserError(f"{self.config_path} cannot be read ({err}); restore it (it records the run's options) "
+                            "or start a new run with --config.") from None
+        if not isinstance(config, dict) or not isinstance(config.get("job"), str) \
+                or not isinstance(config.get("options"), dict):
+            raise UserError(f"{self.config_path} is not a run config (it needs a 'job' name and an 'options' "
+                            "mapping); restore it or start a new run with --config.")
+        return config
 
     def write_status(self, state: str, **extra: Any) -> None:
         """state is one of running / done / failed / interrupted."""
