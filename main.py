@@ -34,6 +34,8 @@ def main(argv: list[str]) -> int:
         data_dir = args.overrides.pop("data_dir", "data")
         if args.overrides:
             raise UserError(f"--prepare takes --data_dir, --workers and --skip_bad, not --{next(iter(args.overrides))}.")
+        if workers is not None and not (workers.isdigit() and int(workers) > 0):
+            raise UserError(f"--workers {workers!r}: give a number of worker processes (1 or more).")
         return prepare_command(args.prepare, data_dir, args.skip_bad, int(workers) if workers else None)
     if args.plot_model:
         from mtl.models.graph_config import plot_model_command
@@ -50,7 +52,7 @@ def main(argv: list[str]) -> int:
             raise UserError(f"there is no run {args.exp_id!r} under {args.exp_root}/ to continue; "
                             "drop --continue to start it (with --config).")
         saved = run.read_config()
-        job, opts = resolve_resume(args, saved)
+        job, opts = resolve_resume(args, saved, diverged=run.read_status().get("state") == "diverged")
         config_name = saved.get("config")
     else:
         job, opts, config_name = resolve_new(args)
@@ -59,13 +61,20 @@ def main(argv: list[str]) -> int:
         return 0
     if not args.exp_id:
         raise UserError("name the run with -e RUN (a folder under exp/), e.g. -e my_first_run.")
-    if not args.resume:
+    opts.check_inputs()  # data, files, device: user errors before anything exists on disk
+    if args.resume:
+        run.lock()
+    else:
         run = RunDir(resolve_run_path(args.exp_root, args.exp_id), args.exp_id)
-        run.create(overwrite=args.overwrite)
-    run.write_config({"job": job.name, "config": config_name, "options": dataclasses.asdict(opts),
-                      "command": ["python", "main.py", *argv], "written": dt.datetime.now().isoformat(timespec="seconds")})
-    root_flag = "" if args.exp_root == "exp" else f" --exp_root {args.exp_root}"
-    return launch(job, opts, run, args.resume, f"python main.py -e {args.exp_id}{root_flag} --continue")
+        run.create(overwrite=args.overwrite)  # locked from here on: one process per run folder
+    try:
+        run.write_config({"job": job.name, "config": config_name, "options": dataclasses.asdict(opts),
+                          "command": ["python", "main.py", *argv],
+                          "written": dt.datetime.now().isoformat(timespec="seconds")})
+        root_flag = "" if args.exp_root == "exp" else f" --exp_root {args.exp_root}"
+        return launch(job, opts, run, args.resume, f"python main.py -e {args.exp_id}{root_flag} --continue")
+    finally:
+        run.unlock()
 
 
 if __name__ == "__main__":

@@ -106,8 +106,14 @@ def resolve_new(args: RunnerArgs) -> tuple[Job, Any, str]:
     return job, opts, spec.name
 
 
-def resolve_resume(args: RunnerArgs, saved: dict[str, Any]) -> tuple[Job, Any]:
-    """(job, options) for --continue: saved options, then explicit, resume-safe command-line changes."""
+# What may change on --continue of a run that stopped as diverged (on top of the resume-safe options):
+# the schedule is a pure function of the step, so the last good checkpoint goes on under a new one.
+AFTER_DIVERGENCE = ("lr", "lr_drop_steps", "lr_drop_factor", "momentum", "weight_decay", "method_options")
+
+
+def resolve_resume(args: RunnerArgs, saved: dict[str, Any], diverged: bool = False) -> tuple[Job, Any]:
+    """(job, options) for --continue: saved options, then explicit, resume-safe command-line changes
+    (and the optimizer's settings when the run `diverged`)."""
     if args.config and args.config != saved.get("config"):
         raise UserError(f"--continue keeps the run's config ({saved.get('config')}); drop --config "
                         f"{args.config}, or start a new run with it.")
@@ -118,7 +124,8 @@ def resolve_resume(args: RunnerArgs, saved: dict[str, Any]) -> tuple[Job, Any]:
     opts.validate()
     fields = option_fields(job.options_cls)
     changed = [k for k, v in dataclasses.asdict(opts).items() if v != before[k]]
-    unsafe = [k for k in changed if not fields[k].metadata.get("resume_safe")]
+    unsafe = [k for k in changed if not fields[k].metadata.get("resume_safe")
+              and not (diverged and k in AFTER_DIVERGENCE)]
     if unsafe:
         raise UserError(
             f"cannot change {', '.join(unsafe)} when continuing: the checkpoint was made with the saved "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +20,17 @@ from mtl.errors import UserError
 from mtl.registry import unknown_name_message
 
 
-def option(default: Any, help: str, *, resume_safe: bool = False, choices: tuple | None = None) -> Any:
-    """A dataclass field with help text; list / dict defaults are copied per instance."""
-    metadata = {"help": help, "resume_safe": resume_safe, "choices": choices}
+def option(default: Any, help: str, *, resume_safe: bool = False, choices: tuple | None = None,
+           at_least: float | None = None, above: float | None = None, at_most: float | None = None,
+           below: float | None = None) -> Any:
+    """A dataclass field with help text; list / dict defaults are copied per instance.
+
+    `at_least` / `above` / `at_most` / `below` bound a number (checked when a value is set; every float
+    option must also be finite).
+    """
+    bounds = {k: v for k, v in (("at_least", at_least), ("above", above), ("at_most", at_most),
+                                ("below", below)) if v is not None}
+    metadata = {"help": help, "resume_safe": resume_safe, "choices": choices, "bounds": bounds}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -37,6 +46,14 @@ class RunOptions:
     checkpoint_every: int = option(100, "save a checkpoint every this many steps", resume_safe=True)
     keep_checkpoints: int = option(3, "how many recent checkpoints to keep besides the best", resume_safe=True)
     log_every: int = option(20, "write training scalars every this many steps", resume_safe=True)
+
+    def check_inputs(self) -> None:
+        """What the run needs from this machine (device, data, named files); UserError before the run
+        folder is created. Separate from `validate`, which checks values only (saved configs are
+        re-validated on other machines). Subclasses extend it."""
+        from mtl.util.device import resolve_device
+
+        resolve_device(self.device)
 
     def validate(self) -> None:
         """Cross-field checks; raise UserError. Subclasses extend it."""
@@ -83,13 +100,41 @@ def apply_values(opts: Any, values: dict[str, Any], source: str) -> None:
             target = getattr(opts, name)
             if not isinstance(target, dict):
                 raise UserError(f"{source}: option {name!r} is not a mapping, so {key!r} cannot set a key of it.")
-            target[subkey] = _parse_scalar(raw) if isinstance(raw, str) else raw
+            target[subkey] = _check_finite(key, _parse_scalar(raw) if isinstance(raw, str) else raw, source)
             continue
         value = coerce_value(name, types[name], raw, source)
+        if isinstance(value, dict):
+            value = {k: _check_finite(f"{name}.{k}", v, source) for k, v in value.items()}
         choices = fields[name].metadata.get("choices")
         if choices and value not in choices:
             raise UserError(f"{source}: {name}={value!r} is not one of {', '.join(map(str, choices))}.")
+        check_bounds(name, value, fields[name].metadata.get("bounds") or {}, source)
         setattr(opts, name, value)
+
+
+_BOUND_TEXT = {"at_least": ">=", "above": ">", "at_most": "<=", "below": "<"}
+
+
+def check_bounds(name: str, value: Any, bounds: dict[str, float], source: str) -> None:
+    """UserError unless the number `value` lies within `bounds` (see `option`)."""
+    if not bounds or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    tests = {"at_least": lambda b: value >= b, "above": lambda b: value > b, "at_most": lambda b: value <= b,
+             "below": lambda b: value < b}
+    if not all(tests[kind](bound) for kind, bound in bounds.items()):
+        rule = " and ".join(f"{_BOUND_TEXT[k]} {v:g}" for k, v in bounds.items())
+        raise UserError(f"{source}: --{name} must be {rule} (got {value!r}).")
+
+
+def _check_finite(name: str, value: Any, source: str) -> Any:
+    """Numbers in dict options must be finite (nested dicts and lists too)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{source}: --{name}={value!r} is not a finite number.")
+    if isinstance(value, dict):
+        return {k: _check_finite(f"{name}.{k}", v, source) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_check_finite(name, v, source) for v in value]
+    return value
 
 
 def coerce_value(name: str, typ: Any, raw: Any, source: str) -> Any:
@@ -106,7 +151,10 @@ def coerce_value(name: str, typ: Any, raw: Any, source: str) -> Any:
         if typ is int:
             return _to_int(raw)
         if typ is float:
-            return float(raw) if not isinstance(raw, bool) else _fail()
+            value = float(raw) if not isinstance(raw, bool) else _fail()
+            if not math.isfinite(value):
+                raise UserError(f"{source}: --{name}={raw!r} is not a finite number.")
+            return value
         if typ is str:
             return str(raw) if not isinstance(raw, (list, dict)) else _fail()
         if origin is list:
@@ -160,10 +208,29 @@ def _to_list(raw: Any) -> list:
 
 def _parse_scalar(text: str) -> Any:
     # YAML accepts JSON and plain words, so `--method_options.alpha 1.5` and `{"a": 1}` both parse.
+    # YAML 1.1 reads 1e-3, nan and inf as words: anything float() takes is a number here.
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def coerce_settings(values: dict[str, Any], hints: dict[str, Any], what: str) -> dict[str, Any]:
+    """A dict option's entries converted to the types its consumer declares (`hints`: key -> type), so
+    `--optimizer_options.learning_rate abc` fails here, naming the key, and not inside the run. Keys
+    without a declared type pass unchanged (the consumer reports unknown keys)."""
+    converted = {}
+    for key, value in values.items():
+        typ = hints.get(key)
+        converted[key] = coerce_value(f"{what}.{key}", typ, value, "command line") if typ in (bool, int, float) \
+            else value
+    return converted
 
 
 def describe_options(opts: Any) -> list[tuple[str, str, Any, str]]:

@@ -117,11 +117,16 @@ def ensure_embedded(name: str, data_root: str | Path = "data", *, progress: bool
 
     dataset = get_embedded(name)
     root = Path(data_root) / name
+
+    def ready() -> bool:
+        return dataset.has_devkit(root) and all(is_complete(domain_file_path(root, d.spec.name))
+                                                for d in dataset.domains)
+
+    if ready():  # no lock needed to read a finished folder (which may be read-only)
+        return root
     root.mkdir(parents=True, exist_ok=True)
     with _lock(root / ".lock"):
-        ready = dataset.has_devkit(root) and all(is_complete(domain_file_path(root, d.spec.name))
-                                                 for d in dataset.domains)
-        if not ready:
+        if not ready():
             prepare_dataset(name, root, progress=progress)
     return root
 

@@ -65,6 +65,8 @@ class ProxyTrainer:
         self.step = 0
         self.loss_ema = torch.zeros(len(cache.tasks), student.size, device=student.device)
         self.task_steps = [0] * len(cache.tasks)
+        # Steps with a non-finite loss (any candidate), counted on the device: read at log / checkpoint time.
+        self.nonfinite = torch.zeros((), dtype=torch.long, device=student.device)
 
     def batch(self, step: int) -> tuple[int, Tensor]:
         """(task index, cached example indices) of a step: round robin, each task's examples in order."""
@@ -82,6 +84,7 @@ class ProxyTrainer:
             with _autocast(x.device, self.amp):
                 outs = self.student.forward(x, t, train=True)
             loss = distill_loss([o.float() for o in outs], targets)
+            self.nonfinite += (~torch.isfinite(loss)).any()
             loss.sum().backward()  # candidates are independent: each gets its own gradient
             s = self.schedule
             self.optimizer.step(t, lr_at(self.step, s.lr, s.lr_drop_steps, s.lr_drop_factor),

@@ -19,6 +19,7 @@ from mtl.jobs import register_job
 from mtl.jobs.context import JobContext
 from mtl.jobs.distill_options import DistillOptions
 from mtl.meta.partition import load_partition, resolve_partition, save_partition, to_json_dict
+from mtl.train.divergence import Diverged
 from mtl.train.optim import lr_at
 from mtl.util.faults import maybe_inject_fault
 
@@ -44,6 +45,7 @@ def run_distill(ctx: JobContext) -> dict:
     start = time.perf_counter()
     trainer.train(on_step=lambda tr: _after_step(ctx, tr))
     train_seconds = time.perf_counter() - start
+    _check_finite(opts, trainer, trainer.step)
     result = trainer.score()[0]
     ctx.checkpoint(trainer.state_dict(), trainer.step, metric=result["score"])
     log.info("proxy score %.4f | %s", result["score"],
@@ -67,6 +69,9 @@ def _partition(ctx: JobContext, tasks: list[str]):
 def _after_step(ctx: JobContext, trainer: ProxyTrainer) -> None:
     opts, step = ctx.opts, trainer.step
     maybe_inject_fault("distill_step", step)  # crash tests: MTL_FAULT=KILL@distill_step=N
+    saving = (step % opts.checkpoint_every == 0 or ctx.stop.requested) and step < opts.steps
+    if step % opts.log_every == 0 or step == opts.steps or saving:
+        _check_finite(opts, trainer, step)  # before a checkpoint: the last one saved stays a good one
     if step % opts.log_every == 0 or step == opts.steps:
         for task, loss in trainer.losses()[0].items():
             ctx.tb.task_scalar(task, "train", "distill_loss", loss, step)
@@ -74,5 +79,15 @@ def _after_step(ctx: JobContext, trainer: ProxyTrainer) -> None:
     if step % (opts.log_every * 10) == 0:
         ctx.log.info("step %d/%d: distillation loss %s", step, opts.steps,
                      " ".join(f"{t}={v:.4f}" for t, v in trainer.losses()[0].items()))
-    if (step % opts.checkpoint_every == 0 or ctx.stop.requested) and step < opts.steps:
+    if saving:
         ctx.checkpoint(trainer.state_dict(), step)
+
+
+def _check_finite(opts, trainer: ProxyTrainer, step: int) -> None:
+    """Diverged once a distillation loss was not finite (read where the job syncs anyway)."""
+    bad = int(trainer.nonfinite)
+    if bad:
+        lr = lr_at(step - 1, opts.lr, opts.lr_drop_steps, opts.lr_drop_factor)
+        raise Diverged(f"distillation diverged: {bad} step(s) up to step {step} had a non-finite loss. The likely "
+                       f"cause is the learning rate (--lr {lr:g} at this step): continue from the last "
+                       "checkpoint with a smaller one (--continue --lr ...).")

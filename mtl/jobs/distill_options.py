@@ -17,7 +17,7 @@ class DistillOptions(RunOptions):
     task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names")
     teachers: str = option("teachers", "single-task teacher runs: comma list of exp/<id> (one per task) or a "
                            "folder of runs (relative to the experiment root or a path)")
-    width: float = option(1.0, "channel width factor (must match the teachers)")
+    width: float = option(1.0, "channel width factor (must match the teachers)", above=0)
     input_res: int = option(72, "input resolution (must match the teachers)")
     partition: str = option("share_all", "partition: share_all, independent, share_fwd_only, share_fixed:S, "
                             "random, or a partition .json file")
@@ -30,15 +30,15 @@ class DistillOptions(RunOptions):
     proxy_readout: str = option("original", "original: the last block distilled after the final BN + ReLU (the "
                                 "student's own) and scored by the teacher's head on it; teacher_bn: the raw last "
                                 "block distilled, scored through the teacher's final BN", choices=("original", "teacher_bn"))
-    steps: int = option(3000, "student training steps (tasks in round robin)")
-    batch_size: int = option(4, "images per step")
-    lr: float = option(1.0, "SGD learning rate (Nesterov)")
+    steps: int = option(3000, "student training steps (tasks in round robin)", at_least=1)
+    batch_size: int = option(4, "images per step", at_least=1)
+    lr: float = option(1.0, "SGD learning rate (Nesterov)", above=0)
     lr_drop_steps: list[int] = option([2000], "steps at which the LR is divided by lr_drop_factor")
-    lr_drop_factor: float = option(10.0, "LR divisor at each drop")
-    momentum: float = option(0.9, "SGD momentum")
-    weight_decay: float = option(1e-5, "weight decay")
-    train_images: int = option(0, "cached training examples per task (0: what the schedule consumes)")
-    val_images: int = option(3000, "validation images per task the score uses (at most; seeded subset)")
+    lr_drop_factor: float = option(10.0, "LR divisor at each drop", above=0)
+    momentum: float = option(0.9, "SGD momentum", at_least=0, at_most=1)
+    weight_decay: float = option(1e-5, "weight decay", at_least=0)
+    train_images: int = option(0, "cached training examples per task (0: what the schedule consumes)", at_least=0)
+    val_images: int = option(3000, "validation images per task the score uses (at most; seeded subset)", at_least=1)
     augment: bool = option(True, "augment the cached training examples (one seeded draw each)")
     data_seed: int = option(0, "seed of the training and validation subsets (same for every candidate)")
     cache_features: bool = option(True, "compute the teachers' features once (False: per batch; same scores)")
@@ -47,8 +47,15 @@ class DistillOptions(RunOptions):
     cache_dtype: str = option("float32", "storage dtype of cached features", choices=("float32", "bfloat16"))
     stack: str = option("grouped", "how stacked students run: grouped (convolutions) or vmap (torch.func)",
                         choices=("grouped", "vmap"))
-    eval_batch_size: int = option(256, "images per scoring batch", resume_safe=True)
+    eval_batch_size: int = option(256, "images per scoring batch", resume_safe=True, at_least=1)
     amp: bool = option(True, "bf16 autocast on CUDA (ignored on CPU)", resume_safe=True)
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        from mtl.jobs.inputs import check_data, check_partition
+
+        check_data(self.dataset, self.data_dir, self.task_names())
+        check_partition(self.partition, self.task_names())
 
     def validate(self) -> None:
         super().validate()

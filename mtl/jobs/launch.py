@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import traceback
 
 from mtl.errors import UserError
 from mtl.jobs import Job
 from mtl.jobs.context import JobContext
+from mtl.train.divergence import Diverged
 from mtl.util.checkpoint import CheckpointStore
 from mtl.util.device import resolve_device
 from mtl.util.logging import setup_logging
@@ -28,10 +30,14 @@ def launch(job: Job, opts, run: RunDir, resuming: bool, resume_command: str) -> 
     log = setup_logging(run.log_path)
     stop = StopFlag().install()
     checkpoints = CheckpointStore(run.checkpoint_dir, opts.keep_checkpoints, job.higher_is_better)
-    tb = MetricsWriter(run.path, purge_step=checkpoints.latest_step() if resuming else None)
-    run.write_status("running", job=job.name)
-    log.info("%s run %s (%s) in %s", "continuing" if resuming else "starting", run.exp_id, job.name, run.path)
+    tb = None
     try:
+        latest = checkpoints.latest_step()  # a corrupt index is rebuilt (with a warning) here
+        tb = MetricsWriter(run.path, purge_step=latest if resuming else None)
+        run.write_status("running", job=job.name)
+        log.info("%s run %s (%s) in %s", "continuing" if resuming else "starting", run.exp_id, job.name, run.path)
+        if resuming and latest is None:
+            log.warning("no checkpoint in %s: starting from step 0", run.checkpoint_dir)
         device = resolve_device(opts.device)
         seed_everything(opts.seed)
         ctx = JobContext(opts, run, device, log, tb, checkpoints, stop, resuming)
@@ -41,32 +47,74 @@ def launch(job: Job, opts, run: RunDir, resuming: bool, resume_command: str) -> 
         log.info("done: results in %s", run.results_path)
         return EXIT_OK
     except Interrupted as stopped:
-        run.write_status("interrupted", job=job.name, signal=str(stopped))
+        _final_status(run, log, "interrupted", job=job.name, signal=str(stopped))
         log.warning("stopped by %s after saving a checkpoint. Resume with:\n  %s", stopped, resume_command)
         return 128 + stopped.signum
+    except Diverged as err:
+        _final_status(run, log, "diverged", job=job.name, error=str(err))
+        last = checkpoints.latest_step()
+        log.error("%s\nThe last good checkpoint is %s; continue it with, e.g.:\n  %s --lr SMALLER", err,
+                  f"step {last}" if last is not None else "none (the run starts again from step 0)",
+                  resume_command)
+        return EXIT_INTERNAL
     except UserError as err:
-        run.write_status("failed", job=job.name, error=str(err))
+        _final_status(run, log, "failed", job=job.name, error=str(err), user_error=True)
         log.error("%s", err)
         return EXIT_USER
     except KeyboardInterrupt:
-        run.write_status("interrupted", job=job.name, signal="SIGINT (twice)")
+        _final_status(run, log, "interrupted", job=job.name, signal="SIGINT (twice)")
         log.warning("stopped at once (second Ctrl-C). Resume from the last checkpoint with:\n  %s",
                     resume_command)
         return 130
+    except OSError as err:
+        if err.errno not in _DISK_ERRORS:
+            return _internal(run, log, job, err)
+        _final_status(run, log, "failed", job=job.name, error=str(err), user_error=True)
+        log.error("cannot write in %s: %s. Free some space (or make it writable), then continue with:\n  %s",
+                  run.path, err.strerror or err, resume_command)
+        return EXIT_USER
     except Exception as err:  # noqa: BLE001 - internal error: keep the traceback, mark the run failed
-        summary = f"{type(err).__name__}: {err}"
-        run.write_status("failed", job=job.name, error=summary)
-        _log_traceback(log, err)
-        log.error("internal error (%s); the traceback is in %s", summary, run.log_path)
-        return EXIT_INTERNAL
+        return _internal(run, log, job, err)
     finally:
-        tb.close()
+        if tb is not None:
+            _quietly(tb.close)
         stop.uninstall()
+
+
+# Disk full, quota, read-only file system, permission: the machine, not the code.
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _internal(run: RunDir, log: logging.Logger, job: Job, err: BaseException) -> int:
+    summary = f"{type(err).__name__}: {err}"
+    _final_status(run, log, "failed", job=job.name, error=summary)
+    _log_traceback(log, err)
+    log.error("internal error (%s); the traceback is in %s", summary, run.log_path)
+    return EXIT_INTERNAL
+
+
+def _final_status(run: RunDir, log: logging.Logger, state: str, **extra) -> None:
+    """status.json's last word; when even that cannot be written (disk full), the console says so."""
+    try:
+        run.write_status(state, **extra)
+    except OSError as err:
+        log.error("could not record status %r in %s (%s); the run is not running any more", state,
+                  run.status_path, err)
+
+
+def _quietly(close) -> None:
+    try:
+        close()
+    except OSError:
+        pass
 
 
 def _log_traceback(log: logging.Logger, err: BaseException) -> None:
     text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
     for handler in log.handlers:
         if isinstance(handler, logging.FileHandler):
-            handler.stream.write(text)
-            handler.flush()
+            try:
+                handler.stream.write(text)
+                handler.flush()
+            except OSError:  # disk full: the summary line on the console still says what happened
+                pass

@@ -141,7 +141,9 @@ def _child_main(path: str, exp_id: str, exp_root: str, values: dict[str, Any], r
     job = get_job("train")
     opts = build_options(job.options_cls, values, f"benchmark run {exp_id}")
     run = RunDir(path, exp_id)
-    if not resuming:
+    if resuming:
+        run.lock()
+    else:
         run.create(overwrite=run.exists())
     run.write_config({"job": job.name, "config": f"methods_benchmark child of {exp_id.rsplit('/', 1)[0]}",
                       "options": dataclasses.asdict(opts), "command": ["methods_benchmark", exp_id],

@@ -22,6 +22,7 @@ from mtl.errors import UserError
 from mtl.jobs import get_job
 from mtl.jobs.context import JobContext
 from mtl.util.atomic import read_json
+from mtl.train.divergence import Diverged
 from mtl.util.checkpoint import CheckpointStore
 from mtl.util.device import resolve_device
 from mtl.util.rng import seed_everything
@@ -81,17 +82,22 @@ def run_nested(job_name: str, opts: Any, exp_root: str | Path, exp_id: str, *, s
     job = get_job(job_name)
     run = RunDir(resolve_run_path(exp_root, exp_id), exp_id)
     options = dataclasses.asdict(opts)
-    resuming = run.exists()
+    resuming = run.exists() and not run.failed_before_start()
     if resuming:
         saved = _saved_options(job, run)
         _check_same_run(job, saved, options, run)
         if _finished(run, saved, options):
             return read_json(run.results_path)
+        run.lock()
     else:
+        opts.check_inputs()
         run.create()
-    run.write_config({"job": job.name, "config": note or "nested", "options": options,
-                      "command": None, "written": dt.datetime.now().isoformat(timespec="seconds")})
-    return _launch(job, opts, run, resuming, stop or current_stop())
+    try:
+        run.write_config({"job": job.name, "config": note or "nested", "options": options,
+                          "command": None, "written": dt.datetime.now().isoformat(timespec="seconds")})
+        return _launch(job, opts, run, resuming, stop or current_stop())
+    finally:
+        run.unlock()
 
 
 def _finished(run: RunDir, saved: dict, options: dict) -> bool:
@@ -123,6 +129,8 @@ def _launch(job, opts, run: RunDir, resuming: bool, stop: StopFlag) -> dict[str,
     tb = MetricsWriter(run.path, purge_step=checkpoints.latest_step() if resuming else None)
     run.write_status("running", job=job.name)
     log.info("%s %s run in %s", "continuing" if resuming else "starting", job.name, run.path)
+    if resuming and checkpoints.latest_step() is None:
+        log.warning("no checkpoint in %s: starting from step 0", run.checkpoint_dir)
     try:
         device = resolve_device(opts.device)
         seed_everything(opts.seed)
@@ -134,8 +142,12 @@ def _launch(job, opts, run: RunDir, resuming: bool, stop: StopFlag) -> dict[str,
     except Interrupted as stopped:
         run.write_status("interrupted", job=job.name, signal=str(stopped))
         raise
+    except Diverged as err:
+        run.write_status("diverged", job=job.name, error=str(err))
+        raise
     except BaseException as err:
-        run.write_status("failed", job=job.name, error=f"{type(err).__name__}: {err}")
+        run.write_status("failed", job=job.name, error=f"{type(err).__name__}: {err}",
+                         user_error=isinstance(err, UserError))
         raise
     finally:
         tb.close()

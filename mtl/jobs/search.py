@@ -15,9 +15,11 @@ import contextlib
 import dataclasses
 import inspect
 import os
+import typing
 from pathlib import Path
 from typing import Any, Iterator
 
+from mtl.config.options import coerce_settings
 from mtl.errors import UserError
 from mtl.jobs import register_job
 from mtl.jobs.context import JobContext
@@ -44,6 +46,8 @@ def run_search_job(ctx: JobContext) -> dict:
     store = ctx.run.path / STORE_NAME
     optimizer = build_optimizer(opts, space, planned_budget=_planned_budget(store))
     objective = build_objective(opts, space, ctx)
+    if ctx.resuming and not store.exists():
+        log.warning("%s is missing: the search starts again from its first evaluation", store)
     log.info("search: %s over %d coordinates (%s), objective %s, budget %d, backend %s", optimizer.name, space.dim,
              ", ".join(b.name for b in space.blocks), opts.objective, opts.budget, opts.backend)
     with _pool(opts, objective, ctx) as pool, active_stop(ctx.stop):  # trials run in-process see SIGTERM too
@@ -56,7 +60,19 @@ def run_search_job(ctx: JobContext) -> dict:
              f"{best['candidate_id']} score {best['score']:.4f}" if best else "none", paths["report"])
     if summary["reason"] == "stopped":
         ctx.stop.raise_if_requested()
+    if summary["evaluations"] and not summary["ok"]:
+        raise UserError(f"every one of the {summary['evaluations']} evaluations failed, so the search has no "
+                        f"result; the first error: {_first_error(store)} Fix the objective or its options "
+                        f"(the errors are in {store}) and start a new run.")
     return {**summary, "store": STORE_NAME, "report": {k: p.name for k, p in paths.items()}}
+
+
+def _first_error(path: Path) -> str:
+    from mtl.meta.store import ResultsStore
+
+    with ResultsStore(path) as store:
+        failed = store.evaluations("failed")
+    return (failed[0].error or "").strip().splitlines()[-1] if failed else "unknown"
 
 
 # -- building blocks (also used by SearchOptions.validate and the pipeline) ----------------------
@@ -90,16 +106,17 @@ def build_optimizer(opts: SearchOptions, space: Space, planned_budget: int | Non
     if opts.optimizer not in OPTIMIZERS:
         known = OPTIMIZERS.available()
         raise UserError(f"--optimizer: {unknown_name_message('meta-optimizer', opts.optimizer, known)}")
-    options = dict(opts.optimizer_options)
     if opts.optimizer == "nevergrad":
-        if options:
+        if opts.optimizer_options:
             raise UserError("--optimizer nevergrad takes --nevergrad_optimizer, --nevergrad_population and "
                             "--nevergrad_budget, not --optimizer_options (a config that sets ES options: add "
                             "--optimizer_options {}).")
-        options = {"optimizer": opts.nevergrad_optimizer, "population": opts.nevergrad_population,
-                   "budget": opts.nevergrad_budget or planned_budget or opts.budget}
+        settings = {"optimizer": opts.nevergrad_optimizer, "population": opts.nevergrad_population,
+                    "budget": opts.nevergrad_budget or planned_budget or opts.budget}
+    else:
+        settings = coerce_settings(opts.optimizer_options, _optimizer_hints(opts.optimizer), "optimizer_options")
     try:
-        return create_optimizer(opts.optimizer, space, seed=opts.seed, **options)
+        return create_optimizer(opts.optimizer, space, seed=opts.seed, **settings)
     except (TypeError, ValueError) as err:
         accepted = ", ".join(optimizer_option_names(opts.optimizer)) or "none"
         raise UserError(f"--optimizer_options for {opts.optimizer}: {err} (its options: {accepted}).") from None
@@ -122,6 +139,28 @@ def optimizer_option_names(name: str) -> list[str]:
     if name == "nevergrad":
         return ["--nevergrad_optimizer", "--nevergrad_population", "--nevergrad_budget"]
     return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "space", "seed")]
+
+
+def _optimizer_hints(name: str) -> dict[str, Any]:
+    cls = OPTIMIZERS.get(name)
+    return typing.get_type_hints(ESOptions if name.startswith("es") else cls.__init__)
+
+
+def check_objective_options(opts: SearchOptions) -> None:
+    """objective_options of the types the objective declares (UserError naming the key); nothing is built."""
+    try:
+        factory = get_objective(opts.objective)
+    except ImportError:
+        return  # reported when the objective is built
+    target = factory if not hasattr(factory, "from_search") else None
+    if target is None:
+        return
+    try:
+        hints = typing.get_type_hints(target) if dataclasses.is_dataclass(target) else \
+            typing.get_type_hints(target.__init__ if isinstance(target, type) else target)
+    except (NameError, TypeError):
+        return
+    coerce_settings(dict(opts.objective_options), hints, "objective_options")
 
 
 def check_objective_name(name: str) -> None:
@@ -149,6 +188,8 @@ def build_objective(opts: SearchOptions, space: Space, ctx: JobContext | None = 
         "device": str(ctx.device) if ctx else "cpu",
     }
     options = dict(opts.objective_options)
+    if not hasattr(factory, "from_search"):
+        check_objective_options(opts)
     if hasattr(factory, "from_search"):
         return factory.from_search(space, options, context)
     params = inspect.signature(factory).parameters

@@ -31,27 +31,28 @@ class SearchOptions(RunOptions):
                           choices=DATASET_CHOICES)
     task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
     search_partition: bool = option(True, "search the partition matrices of the chosen tasks")
-    restrict_amt: float = option(0.5, "mean channel fraction of random partitions (the original's restrict_amt)")
+    restrict_amt: float = option(0.5, "mean channel fraction of random partitions (the original's restrict_amt)",
+                                 at_least=0, at_most=1)
     fixed_fraction: float = option(0.0, "every task's channel fraction fixed to this value (0: searched): the "
-                                   "search is then over what tasks share at one resource level")
+                                   "search is then over what tasks share at one resource level", at_least=0, at_most=1)
     hyperparameters: list[str] = option([], "hyperparameter ranges, es.txt lines 'name default low high "
                                             "linear|log is_int' (a JSON list for several)")
     hyperparameters_file: str = option("", "file of es.txt-style hyperparameter lines (the original's config/cmd)")
     budget: int = option(10000, "evaluations in the results store when the search stops (failed ones count); "
-                                "may grow on --continue", resume_safe=True)
+                                "may grow on --continue", resume_safe=True, at_least=1)
     backend: str = option("inprocess", "where candidates are evaluated: inprocess (CPU, or one GPU with "
                                        "population evaluation), local (one process per GPU) or ray",
                           resume_safe=True, choices=BACKEND_CHOICES)
     ray_address: str = option("", "Ray cluster to join (auto, ray://head:10001); empty: start a local one",
                               resume_safe=True)
     num_workers: int = option(0, "local: CPU workers when no GPU is visible; ray: CPUs of a local cluster "
-                                 "(0: every core)", resume_safe=True)
+                                 "(0: every core)", resume_safe=True, at_least=0)
     devices: list[str] = option([], "local: one worker per entry, e.g. cuda:0,cuda:1 or cpu,cpu "
                                     "(empty: every visible GPU, else num_workers CPU workers)", resume_safe=True)
-    cpus_per_eval: float = option(1.0, "ray: CPUs each evaluation reserves", resume_safe=True)
-    gpus_per_eval: float = option(0.0, "ray: GPUs each evaluation reserves (0.5: two per GPU)", resume_safe=True)
+    cpus_per_eval: float = option(1.0, "ray: CPUs each evaluation reserves", resume_safe=True, above=0)
+    gpus_per_eval: float = option(0.0, "ray: GPUs each evaluation reserves (0.5: two per GPU)", resume_safe=True, at_least=0)
     max_retries: int = option(2, "extra attempts for an evaluation that raised or whose worker died; then it "
-                                 "is recorded as failed", resume_safe=True)
+                                 "is recorded as failed", resume_safe=True, at_least=0)
 
     def validate(self) -> None:
         super().validate()
@@ -65,9 +66,10 @@ class SearchOptions(RunOptions):
             raise UserError("--nevergrad_population must be at least 1 and --nevergrad_budget not negative.")
         if not 0.0 <= self.restrict_amt <= 1.0:
             raise UserError(f"--restrict_amt must be in [0, 1] (got {self.restrict_amt}).")
-        from mtl.jobs.search import build_optimizer, check_objective_name
+        from mtl.jobs.search import build_optimizer, check_objective_name, check_objective_options
 
         check_objective_name(self.objective)
+        check_objective_options(self)
         build_optimizer(self, self.build_space())  # refuses unknown optimizers and bad optimizer_options early
 
     def task_names(self) -> list[str]:

@@ -25,10 +25,10 @@ class ToyOptions(RunOptions):
     num_rounds: int = option(4, "rounds of training followed by validation", resume_safe=True)
     train_iters: int = option(50, "training steps per round")
     batch_size: int = option(32, "examples per step")
-    lr: float = option(0.1, "SGD learning rate")
+    lr: float = option(0.1, "SGD learning rate", above=0)
     lr_drop_rounds: list[int] = option([3], "rounds after which the learning rate drops 10x")
     hidden: int = option(32, "hidden units of the MLP")
-    dropout: float = option(0.1, "dropout before the heads")
+    dropout: float = option(0.1, "dropout before the heads", at_least=0, below=1)
 
     def validate(self) -> None:
         super().validate()

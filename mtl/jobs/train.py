@@ -8,6 +8,7 @@ each followed by validation.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from mtl.jobs.train_options import TrainOptions
 from mtl.jobs.train_setup import build_train_model, dataset_folder, init_from_run
 from mtl.methods import build_method
 from mtl.models.resources import format_resources, task_resources
+from mtl.train.divergence import DivergenceGuard
 from mtl.train.loop import evaluate
 from mtl.train.method_step import make_steps
 from mtl.train.metrics import decathlon_score
@@ -67,6 +69,7 @@ def _train_rounds(ctx, model, steps, method, state, folder, tasks) -> None:
     opts = ctx.opts
     total = opts.num_rounds * opts.train_iters
     window = {"start": time.perf_counter(), "images": 0}
+    guard = DivergenceGuard(opts.divergence_patience)
     while state["step"] < total:
         lr = lr_at(state["step"], opts.lr, opts.lr_drop_steps, opts.lr_drop_factor)
         started, cpu_started = time.perf_counter(), time.process_time()
@@ -75,9 +78,13 @@ def _train_rounds(ctx, model, steps, method, state, folder, tasks) -> None:
         state["train_cpu_seconds"] += time.process_time() - cpu_started  # robust on a shared machine
         state["timed_steps"] += 1
         state["step"] += 1
+        if not guard.record(all(v["finite"] for v in metrics.values()), state["step"], _blamed(metrics), lr):
+            ctx.log.warning("step %d skipped: non-finite loss or gradient (%s)", state["step"], ", ".join(
+                f"{t} loss {v['loss']:.4g}" for t, v in metrics.items()))
         for task, values in metrics.items():
             window["images"] += values["images"]
-            _update_train_accuracy(state, steps.loader, task, values["accuracy"])
+            if values["finite"]:
+                _update_train_accuracy(state, steps.loader, task, values["accuracy"])
         if info is not None and state["step"] == 1:
             ctx.log.info("step 1: gradient source %s, heads %s, task weights %s", info.source, info.heads,
                          " ".join(f"{t}={w:.3g}" for t, w in zip(tasks, info.weights)))
@@ -86,9 +93,15 @@ def _train_rounds(ctx, model, steps, method, state, folder, tasks) -> None:
             _log_train(ctx, metrics, info, tasks, lr, state, window)
         if state["step"] % opts.train_iters == 0:
             steps.end_round()
-            _end_round(ctx, model, steps, method, state, folder, tasks, info)
-        elif state["step"] % opts.checkpoint_every == 0 or ctx.stop.requested:
+            _end_round(ctx, model, steps, method, state, folder, tasks, info, save=not guard.in_a_row)
+        elif (state["step"] % opts.checkpoint_every == 0 and not guard.in_a_row) or ctx.stop.requested:
+            # No checkpoint inside a run of skipped steps: the last good one stays the latest.
             ctx.checkpoint(_snapshot(model, steps, method, state), state["step"])
+
+
+def _blamed(metrics: dict) -> list[str]:
+    """The tasks whose loss was not finite (all of them when only the gradient was)."""
+    return [t for t, v in metrics.items() if not math.isfinite(v["loss"])] or list(metrics)
 
 
 def _update_train_accuracy(state, loader, task, batch_acc) -> None:
@@ -113,7 +126,7 @@ def _log_train(ctx, metrics, info, tasks, lr, state, window) -> None:
     window.update(start=time.perf_counter(), images=0)
 
 
-def _end_round(ctx, model, steps, method, state, folder, tasks, info) -> None:
+def _end_round(ctx, model, steps, method, state, folder, tasks, info, save: bool = True) -> None:
     opts = ctx.opts
     results = evaluate(steps.eval_net, folder, tasks, "val", device=ctx.device, input_res=opts.input_res,
                        batch_size=opts.eval_batch_size, max_images=opts.val_max_images, amp=opts.amp,
@@ -129,7 +142,8 @@ def _end_round(ctx, model, steps, method, state, folder, tasks, info) -> None:
     ctx.log.info("round %d/%d (step %d): val accuracy %s | mean %.4f%s", state["step"] // opts.train_iters,
                  opts.num_rounds, state["step"], " ".join(f"{t}={a:.3f}" for t, a in accuracy.items()), mean_acc,
                  weights)
-    ctx.checkpoint(_snapshot(model, steps, method, state), state["step"], metric=mean_acc)
+    if save or ctx.stop.requested:
+        ctx.checkpoint(_snapshot(model, steps, method, state), state["step"], metric=mean_acc)
 
 
 def _snapshot(model, steps, method, state) -> dict:

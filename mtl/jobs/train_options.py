@@ -26,8 +26,8 @@ class TrainOptions(RunOptions):
     grad_source: str = option("shared", "gradient source the model declares: shared (all shared params), "
                               "last_shared (last shared layer) or representation (shared features)",
                               choices=("shared", "last_shared", "representation"))
-    width: float = option(1.0, "channel width factor of ResNet-26")
-    dropout: float = option(0.3, "dropout before the heads")
+    width: float = option(1.0, "channel width factor of ResNet-26", above=0)
+    dropout: float = option(0.3, "dropout before the heads", at_least=0, below=1)
     last_third_only: bool = option(False, "freeze the conv weights of the stem and the first two stages")
     stem_relu: bool = option(False, "ReLU after the stem's BatchNorm (not in the original's ResNet-26)")
     bn_semantics: str = option("original", "original: every task's optimizer holds every task's BatchNorms and "
@@ -40,27 +40,37 @@ class TrainOptions(RunOptions):
                             resume_safe=True, choices=("sliced", "masked"))
     partition_seed: int = option(0, "seed of the mask sampler (and of the random partition)")
     init_from: str = option("", "initialise weights from another run (exp/<id> or <id>; its best checkpoint)")
-    num_rounds: int = option(40, "rounds of training then validation", resume_safe=True)
-    train_iters: int = option(5000, "training steps per round")
-    batch_size: int = option(64, "images per step")
-    lr: float = option(0.05, "SGD learning rate")
-    momentum: float = option(0.9, "SGD momentum (Nesterov)")
-    weight_decay: float = option(1e-4, "weight decay")
+    num_rounds: int = option(40, "rounds of training then validation", resume_safe=True, at_least=1)
+    train_iters: int = option(5000, "training steps per round", at_least=1)
+    batch_size: int = option(64, "images per step", at_least=1)
+    lr: float = option(0.05, "SGD learning rate", above=0)
+    momentum: float = option(0.9, "SGD momentum (Nesterov)", at_least=0, at_most=1)
+    weight_decay: float = option(1e-4, "weight decay", at_least=0)
     lr_drop_steps: list[int] = option([150000], "global steps at which the LR is divided by lr_drop_factor")
-    lr_drop_factor: float = option(10.0, "LR divisor at each drop")
+    lr_drop_factor: float = option(10.0, "LR divisor at each drop", above=0)
     curriculum: str = option("train_accuracy", "task sampling: uniform, proportional, train_accuracy",
                              choices=("uniform", "proportional", "train_accuracy"))
     train_on_valid: bool = option(False, "train on train + val (the benchmark rules allow it)")
-    input_res: int = option(72, "input resolution (below 72: downscaled on the device, for CPU demos)")
-    val_max_images: int = option(0, "validate on at most this many images per task (0 = all)", resume_safe=True)
-    eval_batch_size: int = option(256, "images per evaluation batch", resume_safe=True)
+    input_res: int = option(72, "input resolution (below 72: downscaled on the device, for CPU demos)", at_least=1)
+    val_max_images: int = option(0, "validate on at most this many images per task (0 = all)", resume_safe=True, at_least=0)
+    eval_batch_size: int = option(256, "images per evaluation batch", resume_safe=True, at_least=1)
+    divergence_patience: int = option(5, "stop as diverged after this many non-finite steps in a row (each "
+                                      "is skipped)", resume_safe=True, at_least=1)
     amp: bool = option(True, "bf16 autocast on CUDA (ignored on CPU)", resume_safe=True)
     channels_last: bool = option(True, "channels_last memory format on CUDA", resume_safe=True)
     compile: bool = option(False, "torch.compile the model (first steps slower)", resume_safe=True)
-    prefetch: int = option(2, "batches read ahead by the loader", resume_safe=True)
+    prefetch: int = option(2, "batches read ahead by the loader", resume_safe=True, at_least=0)
     in_memory: bool = option(False, "hold the training images in RAM", resume_safe=True)
     write_submission: bool = option(False, "predict the test split and write submission.json at the end",
                                     resume_safe=True)
+
+    def check_inputs(self) -> None:
+        super().check_inputs()
+        from mtl.jobs.inputs import check_data, check_partition
+
+        check_data(self.dataset, self.data_dir, self.task_names())
+        if self.model.startswith("partitioned"):
+            check_partition(self.partition, self.task_names())
 
     def validate(self) -> None:
         super().validate()

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from mtl.errors import UserError
+
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -88,9 +90,14 @@ class ResultsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: no implicit transactions; every write below opens its own BEGIN.
         self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._create_schema()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._create_schema()
+        except sqlite3.DatabaseError as err:
+            self._conn.close()
+            raise UserError(f"{self.path} is not a readable results database ({err}). Move it aside to start the "
+                            "search's evaluations afresh, or restore it from a copy.") from None
 
     def _create_schema(self) -> None:
         with self._transaction():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from typing import Any, Mapping, Sequence
 
@@ -57,7 +58,9 @@ def _coerce(key: str, value: Any, kind: Any) -> Any:
                 raise ValueError(value)
             return int(value)
         elif kind is float and not isinstance(value, bool):
-            return float(value)
+            if math.isfinite(float(value)):
+                return float(value)
+            raise UserError(f"method option {key}={value!r} is not a finite number")
         elif kind is str and isinstance(value, str):
             return value
         else:

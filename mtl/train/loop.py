@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mtl.data.loader import eval_batches
+from mtl.train.divergence import all_finite, restore_buffers, saved_buffers
 from mtl.train.metrics import correct_count
 
 
@@ -27,22 +28,29 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, task: str, im
 
     `set_to_none` False zeroes gradients instead of dropping them, so parameters in the optimizer that
     the task does not use are still decayed (the original's behaviour, see ResNet26.parameters_for).
+    A non-finite loss or gradient skips the optimizer step (mtl/train/divergence.py).
 
     Returns:
-        loss and accuracy of the batch (floats, synchronised).
+        loss and accuracy of the batch (floats, synchronised) and "finite" (whether it stepped).
     """
     model.train()
+    buffers = saved_buffers(model)
     with autocast(images.device, amp):
         logits = model(images, task)
     loss = F.cross_entropy(logits.float(), labels)
     optimizer.zero_grad(set_to_none=set_to_none)
     loss.backward()
-    # Partitioned models undo updates a task may not make (backward masks, weight decay, momentum).
-    guard = model.guard_update(task) if hasattr(model, "guard_update") else contextlib.nullcontext()
-    with guard:
-        optimizer.step()
+    finite = bool(all_finite([loss], [p.grad for group in optimizer.param_groups for p in group["params"]]))
+    if finite:
+        # Partitioned models undo updates a task may not make (backward masks, weight decay, momentum).
+        guard = model.guard_update(task) if hasattr(model, "guard_update") else contextlib.nullcontext()
+        with guard:
+            optimizer.step()
+    else:
+        optimizer.zero_grad(set_to_none=set_to_none)
+        restore_buffers(buffers)
     correct = correct_count(logits.detach(), labels)
-    return {"loss": loss.item(), "accuracy": correct / len(labels)}
+    return {"loss": loss.item(), "accuracy": correct / len(labels), "finite": finite}
 
 
 @torch.no_grad()

@@ -29,6 +29,8 @@ as in any joint update.
 from __future__ import annotations
 
 import contextlib
+import copy
+import math
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -42,6 +44,7 @@ from mtl.errors import UserError
 from mtl.methods.base import Method, SharedParts, StepInfo
 from mtl.models.graph import GraphModel
 from mtl.models.graph_config import weighted_task_loss
+from mtl.train.divergence import all_finite, restore_buffers, saved_buffers
 from mtl.train.loop import autocast, train_step
 from mtl.train.metrics import correct_count
 from mtl.train.optim import make_sgd, set_lr
@@ -219,9 +222,11 @@ def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer:
         amp: bf16 autocast on CUDA.
 
     Returns:
-        Per task {"loss" (unweighted cross-entropy), "accuracy", "images"}, and the method's StepInfo.
+        Per task {"loss" (unweighted cross-entropy), "accuracy", "images", "finite"}, and the method's
+        StepInfo (None for a step skipped by the divergence guard: a non-finite loss or gradient).
     """
     net.train()
+    buffers = saved_buffers(model)
     losses, raw, logits_all, reps = [], [], [], []
     for task, (images, labels) in batches.items():
         with autocast(images.device, amp):
@@ -233,16 +238,30 @@ def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer:
         reps += net.take_representation()
     tasks = list(batches)
     optimizer.zero_grad(set_to_none=True)
-    parts = SharedParts(model.shared_parameters(), task_parameters(model, tasks), source,
-                        last_shared_parameters(model), reps, separate_inputs=True)
-    info = method.backward(losses, parts)
-    with update_guard(model, tasks):
-        optimizer.step()
-    if method.needs_losses_after_step:
-        method.after_step(losses_after_step(net, model, batches, amp))
-    metrics = {t: {"loss": float(loss), "accuracy": correct_count(logits, batches[t][1]) / len(batches[t][1]),
-                   "images": len(batches[t][1])}
-               for t, loss, logits in zip(tasks, raw, logits_all)}
+    values = torch.stack(raw).tolist()  # the one host read of the losses (metrics and the guard)
+    finite = all(math.isfinite(v) for v in values)
+    info = None
+    if finite:  # a non-finite loss never reaches the method (its weights / logits / rotations stay)
+        before = copy.deepcopy(method.state_dict())
+        parts = SharedParts(model.shared_parameters(), task_parameters(model, tasks), source,
+                            last_shared_parameters(model), reps, separate_inputs=True)
+        info = method.backward(losses, parts)
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+        finite = bool(all_finite([], grads)) if grads else True
+        if finite:
+            with update_guard(model, tasks):
+                optimizer.step()
+            if method.needs_losses_after_step:
+                method.after_step(losses_after_step(net, model, batches, amp))
+        else:  # an overflow in the combined gradient: undo what the method learnt from it
+            method.load_state_dict(before)
+            info = None
+    if not finite:
+        optimizer.zero_grad(set_to_none=True)
+        restore_buffers(buffers)
+    metrics = {t: {"loss": value, "accuracy": correct_count(logits, batches[t][1]) / len(batches[t][1]),
+                   "images": len(batches[t][1]), "finite": finite}
+               for t, value, logits in zip(tasks, values, logits_all)}
     return metrics, info
 
 

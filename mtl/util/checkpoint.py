@@ -43,6 +43,15 @@ class CheckpointStore:
         self.folder = Path(folder)
         self.keep_last = max(1, int(keep_last))
         self.higher_is_better = higher_is_better
+        self._swept = False
+
+    def _remove_orphans(self) -> None:
+        """Temp files of saves a killed process never finished (each a whole checkpoint). Safe: the run
+        folder's lock means no other process is writing here."""
+        self._swept = True
+        for orphan in self.folder.glob(".*.tmp"):
+            _log.info("removing %s, left by a save that was cut short", orphan)
+            orphan.unlink(missing_ok=True)
 
     # ----------------------------------------------------------------------------- saving
     def save(self, state: dict[str, Any], step: int, metric: float | None = None) -> Path:
@@ -51,6 +60,8 @@ class CheckpointStore:
         Returns:
             The path of the new checkpoint file.
         """
+        if not self._swept:
+            self._remove_orphans()
         payload = _serialise({"format_version": FORMAT_VERSION, "step": int(step), "state": state})
         name = f"ckpt-{int(step):09d}.pt"
         atomic_write_bytes(self.folder / name, payload)
@@ -105,8 +116,40 @@ class CheckpointStore:
     def _read_index(self) -> dict[str, Any]:
         path = self.folder / "index.json"
         if not path.exists():
-            return {"format_version": FORMAT_VERSION, "entries": [], "best": None}
-        return read_json(path)
+            return self._rebuilt_index("is missing") if any(self.folder.glob("ckpt-*.pt")) else _empty_index()
+        try:
+            index = read_json(path)
+            if not isinstance(index, dict) or not isinstance(index.get("entries"), list):
+                raise ValueError("not a checkpoint index")
+            return index
+        except (ValueError, UnicodeDecodeError) as err:
+            return self._rebuilt_index(f"is unreadable ({err})")
+
+    def _rebuilt_index(self, why: str) -> dict[str, Any]:
+        """The index rebuilt from the checkpoint files themselves (each holds its step); written back."""
+        _log.warning("%s %s; rebuilding it from the checkpoint files (the best-metric record is lost, "
+                     "best.pt is kept)", self.folder / "index.json", why)
+        index = _empty_index()
+        for path in sorted(self.folder.glob("ckpt-*.pt")):
+            payload = path.read_bytes()
+            try:
+                data = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+                step = int(data["step"])
+            except Exception as err:  # noqa: BLE001 - a truncated file is left out, as a bad checksum would be
+                _log.warning("checkpoint %s is unreadable (%s); left out of the rebuilt index", path, err)
+                continue
+            index["entries"].append({"file": path.name, "step": step, "sha256": _sha256(payload), "metric": None})
+        index["entries"].sort(key=lambda e: e["step"])
+        best = self.folder / "best.pt"
+        if best.exists():
+            payload = best.read_bytes()
+            try:
+                step = int(torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)["step"])
+                index["best"] = {"file": "best.pt", "step": step, "sha256": _sha256(payload), "metric": None}
+            except Exception:  # noqa: BLE001 - an unreadable best.pt is simply not listed
+                pass
+        atomic_write_json(self.folder / "index.json", index)
+        return index
 
     def _is_better(self, metric: float, best: dict[str, Any] | None) -> bool:
         if metric is None or (isinstance(metric, float) and math.isnan(metric)):
@@ -118,6 +161,10 @@ class CheckpointStore:
     def clear(self) -> None:
         """Remove every checkpoint (used when a run is restarted from scratch)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _empty_index() -> dict[str, Any]:
+    return {"format_version": FORMAT_VERSION, "entries": [], "best": None}
 
 
 def _serialise(obj: Any) -> bytes:
