@@ -48,12 +48,20 @@ def _row(label: str, accuracy: dict, score: float, channels: list, params: list,
             "proxy_score": None if proxy is None else float(proxy)}
 
 
+def _backbone_words(settings: dict) -> str:
+    if "backbone" not in settings:  # tables from before the backbone stage
+        return ""
+    from mtl.jobs.pipeline_backbone import describe_backbone
+
+    return describe_backbone(settings["backbone"]) + "; "
+
+
 def render_table(table: dict) -> str:
     """The table as markdown, with a caption stating the (reduced) settings."""
     s = table["settings"]
     tasks = table["tasks"]
     lines = [f"Pipeline results on {s['dataset']} ({', '.join(tasks)}): ResNet-26 width {s['width']:g}, "
-             f"{s['input_res']} px inputs, device {s['device']}; teachers {s['teacher_steps']} steps each, "
+             f"{s['input_res']} px inputs, device {s['device']}; {_backbone_words(s)}teachers {s['teacher_steps']} steps each, "
              f"retrains {s['retrain_steps']} steps, partitioned layers: {s['partition_layers']}; "
              f"search: {s['objective']} objective, {s['budget']} evaluations (ES and random search). Validation accuracy in %.", ""]
     header = ["variant", *tasks, "mean", "score", "channels", "params/task", "proxy"]

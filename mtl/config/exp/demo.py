@@ -18,6 +18,7 @@ JOB = "pipeline"
 OPTIONS = dict(
     dataset="mini_decathlon",
     task_choice="digits-shapes-colors",
+    backbone="none",  # the mini-decathlon has no ImageNet: every layer trains (as in exp.mini_finetune)
     train_options=dict(width=0.125, input_res=24, batch_size=32, dropout=0.1, val_max_images=200,
                        eval_batch_size=200, prefetch=0, checkpoint_every=100, log_every=50),
     teacher_config="exp.mini_finetune",
