@@ -32,11 +32,13 @@ def main(argv: list[str]) -> int:
     if args.prepare:
         workers = args.overrides.pop("workers", None)
         data_dir = args.overrides.pop("data_dir", "data")
+        domains = args.overrides.pop("domains", None)
         if args.overrides:
-            raise UserError(f"--prepare takes --data_dir, --workers and --skip_bad, not --{next(iter(args.overrides))}.")
+            raise UserError(f"--prepare takes --data_dir, --domains, --workers and --skip_bad, not "
+                            f"--{next(iter(args.overrides))}.")
         if workers is not None and not (workers.isdigit() and int(workers) > 0):
             raise UserError(f"--workers {workers!r}: give a number of worker processes (1 or more).")
-        return prepare_command(args.prepare, data_dir, args.skip_bad, int(workers) if workers else None)
+        return prepare_command(args.prepare, data_dir, args.skip_bad, int(workers) if workers else None, domains)
     if args.plot_model:
         from mtl.models.graph_config import plot_model_command
 

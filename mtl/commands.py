@@ -23,12 +23,16 @@ def list_command(exp_root: str, out=None) -> int:
     return 0
 
 
-def prepare_command(name: str, data_dir: str, skip_bad: bool, workers: int | None) -> int:
-    """Convert data_dir/<name>/ to HDF5 (generating the mini-decathlon first when asked for it)."""
+def prepare_command(name: str, data_dir: str, skip_bad: bool, workers: int | None, domains: str | None = None) -> int:
+    """Convert data_dir/<name>/ to HDF5 (generating the mini-decathlon first when asked for it): the
+    comma list `domains`, or every domain whose annotations are present."""
     from mtl.data.prepare import REPORT_NAME, prepare_dataset
 
     folder = Path(data_dir) / name
-    report = prepare_dataset(name, folder, skip_bad=skip_bad, workers=workers)
+    chosen = [d.strip() for d in domains.split(",") if d.strip()] if domains else None
+    report = prepare_dataset(name, folder, skip_bad=skip_bad, workers=workers, domains=chosen)
+    for domain in report.get("not_present", []):
+        sys.stdout.write(f"  {domain:<16} skipped: its annotations are not in {folder / 'annotations'}\n")
     for domain, entry in report["domains"].items():
         sys.stdout.write(f"  {domain:<16} {entry.get('status', '')}\n")
     sys.stdout.write(f"prepared {name} in {folder} (report: {folder / REPORT_NAME}; "

@@ -135,3 +135,30 @@ def test_submission_maps_classes_back_to_category_ids(sample, tmp_path):
     assert read_submission(path) == {10200003: 10000002}
     with pytest.raises(ValueError, match="outside 0..1"):
         write_submission(tmp_path / "bad.json", sample, {"aircraft": ([10200003], [2])})
+
+
+def _root_with(sample: Path, tmp_path: Path) -> Path:
+    """A data root whose decathlon/ holds the aircraft sample (the only domain with annotations)."""
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(sample, root / "decathlon", ignore=shutil.ignore_patterns("root"))
+    return root
+
+
+def test_prepare_without_domains_takes_the_present_ones_and_says_imagenet_was_skipped(cli, sample, tmp_path):
+    root = _root_with(sample, tmp_path)
+    result = cli("--prepare", "decathlon", "--data_dir", str(root))
+    assert result.returncode == 0, result.stderr
+    assert (root / "decathlon" / "aircraft.h5").exists()
+    skipped = [line for line in result.stdout.splitlines() if "imagenet12" in line]
+    assert len(skipped) == 1 and "skipped" in skipped[0]
+    assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
+
+
+def test_prepare_domains_flag_chooses_and_missing_ones_are_user_errors(cli, sample, tmp_path):
+    root = _root_with(sample, tmp_path)
+    result = cli("--prepare", "decathlon", "--data_dir", str(root), "--domains", "aircraft")
+    assert result.returncode == 0 and "imagenet12" not in result.stdout
+    result = cli("--prepare", "decathlon", "--data_dir", str(root), "--domains", "aircraft,dtd")
+    assert result.returncode == 2 and "dtd_train.json is missing" in result.stderr and "--domains" in result.stderr

@@ -31,9 +31,9 @@ def _copy_devkit(source: Path, target: Path) -> Path:
 
 
 def test_killed_preparation_resumes_to_identical_files(mini_root, tmp_path):
-    data_dir = _copy_devkit(mini_root, tmp_path / "mini")
+    data_dir = _copy_devkit(mini_root, tmp_path / "mini_decathlon")
     env = {**os.environ, "PYTHONPATH": str(REPO), KILL_AFTER_ENV: str(400 + 64)}  # colors, then 1 block
-    command = [sys.executable, "-m", "mtl.data.prepare", "mini_decathlon", "--data_dir", str(data_dir),
+    command = [sys.executable, "-m", "mtl.data.prepare", "mini_decathlon", "--data_dir", str(tmp_path),
                "--domains", ",".join(DOMAINS), "--workers", "0"]
     killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert killed.returncode == -signal.SIGKILL, killed.stderr

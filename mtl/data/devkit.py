@@ -88,7 +88,7 @@ def _load_json(path: Path) -> dict:
     if not path.exists():
         raise UserError(
             f"annotation file {path} is missing. Put the Visual Decathlon devkit under {path.parent.parent} "
-            f"(annotations/<domain>_<split>.json and data/<domain>/...), or choose other domains."
+            f"(annotations/<domain>_<split>.json and data/<domain>/...), or choose other domains with --domains a,b."
         )
     try:
         with open(path, encoding="utf-8") as f:

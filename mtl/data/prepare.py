@@ -2,7 +2,8 @@
 
 Each domain is written to a hidden temp file and renamed when complete, so finished domains are skipped
 on a re-run and a half-written one (e.g. after a crash) is rebuilt from scratch, byte for byte the same.
-Run as ``python -m mtl.data.prepare decathlon --data_dir data/decathlon`` (or main.py --prepare).
+Run as ``python main.py --prepare decathlon [--data_dir data] [--domains a,b]`` (or ``python -m
+mtl.data.prepare decathlon --data_dir data``); data_dir is the root holding ``<dataset>/``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def prepare_dataset(
     skip_bad: bool = False,
     workers: int | None = None,
     domains: Sequence[str] | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> dict:
     """Prepare the HDF5 files of dataset `name` ("decathlon" or an embedded one) under `data_dir`.
 
@@ -46,8 +47,9 @@ def prepare_dataset(
             For an embedded dataset (mini_decathlon, mini_families) the devkit is generated first when missing.
         skip_bad: leave out missing/corrupt images (recorded in the report) instead of stopping.
         workers: decoding processes; None = automatic (in-process for small domains), 0/1 = in-process.
-        domains: subset of domain names; default all of the dataset's.
-        progress: show a progress bar per domain.
+        domains: subset of domain names; default: every domain whose annotations are present (the
+            others are listed in the report's "not_present"); none present is an error.
+        progress: show a progress bar per domain; None = only when stderr is a terminal.
 
     Returns:
         The report (also written to ``<data_dir>/prepare_report.json``): per domain its status
@@ -63,12 +65,13 @@ def prepare_dataset(
     if embedded is not None and not embedded.has_devkit(data_dir):
         embedded.generate(data_dir)
     spec = _dataset_spec(name)
-    chosen = list(domains) if domains else spec.names
-    unknown = [d for d in chosen if d not in spec.names]
+    unknown = [d for d in domains or [] if d not in spec.names]
     if unknown:
         raise UserError(f"{name} has no domain {unknown[0]!r}; choose among {', '.join(spec.names)}.")
     _check_devkit_folder(data_dir, name)
-    report = {"dataset": name, "data_dir": str(data_dir), "skip_bad": skip_bad, "domains": {}}
+    chosen, absent = (list(domains), []) if domains else _present_domains(spec, data_dir)
+    progress = sys.stderr.isatty() if progress is None else progress
+    report = {"dataset": name, "data_dir": str(data_dir), "skip_bad": skip_bad, "domains": {}, "not_present": absent}
     with Decoder(workers, pool_min_images=AUTO_POOL_MIN_IMAGES) as decoder:
         for domain in chosen:
             report["domains"][domain] = _prepare_domain(spec, domain, data_dir, decoder, skip_bad, progress)
@@ -222,6 +225,20 @@ def _stored_summary(path: Path) -> dict:
 # ----------------------------------------------------------------------------- checks
 
 
+def _present_domains(spec: DatasetSpec, data_dir: Path) -> tuple[list[str], list[str]]:
+    """(domains whose annotation files are all there, the others); UserError when none is."""
+    from mtl.data.devkit import annotation_path
+
+    def present(domain: str) -> bool:
+        return all(annotation_path(data_dir, domain, s).is_file() for s in ("train", "val", "test_stripped"))
+
+    chosen = [d for d in spec.names if present(d)]
+    if not chosen:
+        raise UserError(f"{data_dir / 'annotations'} holds no complete domain (<domain>_train.json, _val.json, "
+                        f"_test_stripped.json) of {spec.name}; put the devkit there (see setup_cloud.sh).")
+    return chosen, [d for d in spec.names if d not in chosen]
+
+
 def _dataset_spec(name: str) -> DatasetSpec:
     try:
         return get_dataset(name)
@@ -280,23 +297,19 @@ def _crash_hook(count: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mtl.data.prepare", description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=list(DATASET_CHOICES))
-    parser.add_argument("--data_dir", default=None, help="devkit folder (default: data/<dataset>)")
+    parser.add_argument("--data_dir", default="data", help="data root holding <dataset>/ (as main.py's)")
     parser.add_argument("--skip_bad", action="store_true", help="skip missing/corrupt images, report them")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: auto)")
-    parser.add_argument("--domains", default=None, help="comma-separated subset of domains")
+    parser.add_argument("--domains", default=None, help="comma-separated subset of domains (default: every "
+                        "domain whose annotations are present)")
     args = parser.parse_args(argv)
-    data_dir = args.data_dir or str(Path("data") / args.dataset)
-    domains = args.domains.split(",") if args.domains else None
+    from mtl.commands import prepare_command
+
     try:
-        report = prepare_dataset(args.dataset, data_dir, skip_bad=args.skip_bad, workers=args.workers,
-                                 domains=domains)
+        return prepare_command(args.dataset, args.data_dir, args.skip_bad, args.workers, args.domains)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for domain, entry in report["domains"].items():
-        print(f"{domain}: {entry['status']} {entry['counts']}")
-    print(f"report: {Path(data_dir) / REPORT_NAME} ({report['skipped_total']} images skipped)")
-    return 0
 
 
 if __name__ == "__main__":

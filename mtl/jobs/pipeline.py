@@ -1,11 +1,12 @@
-"""The pipeline job: teachers -> ES search -> random search -> proxy scores -> retrain -> one table.
+"""The pipeline job: backbone -> teachers -> ES search -> random search -> proxy scores -> retrain -> one table.
 
     python main.py -e demo --config exp.demo          # mini-decathlon on a CPU (make demo)
     python main.py -e full --config exp.pipeline      # Visual Decathlon on a GPU machine
     python main.py -e demo --continue                 # after a crash: finished stages are skipped
 
 Stages are nested runs under exp/<id>/ started in this process through the job functions
-(mtl/jobs/nested.py): teachers/<task> (single-task train runs), search (ES with the objective),
+(mtl/jobs/nested.py): backbone (the ImageNet model every training and the proxy's student start from;
+mtl/jobs/pipeline_backbone.py), teachers/<task> (single-task train runs), search (ES with the objective),
 random_search (same budget), proxy_scores (every final partition scored by the objective with one
 seed), retrain/<variant>/s<k> (multi-task training of the best partitions, the baselines and, on a
 dataset with task families, the families oracle, --retrain_seeds seeds each).
@@ -31,6 +32,7 @@ from mtl.errors import UserError
 from mtl.jobs import get_job, register_job
 from mtl.jobs.context import JobContext
 from mtl.jobs.nested import nested_done, run_nested
+from mtl.jobs.pipeline_backbone import backbone_stage
 from mtl.jobs.pipeline_options import PipelineOptions
 from mtl.jobs.pipeline_plots import plot_pareto
 from mtl.jobs.pipeline_table import SEARCHED, build_table, render_table, teachers_row, variant_row
@@ -55,23 +57,24 @@ def run_pipeline(ctx: JobContext) -> dict:
         torch.set_num_threads(opts.num_threads)
     log.info("pipeline over %s: teachers, search (%s, budget %d)%s, retrain", ", ".join(tasks), opts.objective,
              opts.budget, ", random search" if opts.random_search else "")
-    teachers = _train_stages(ctx, {t: (f"teachers/{t}", opts.teacher_config, _teacher_layers(opts, t))
+    backbone, base = backbone_stage(ctx, _stage)
+    teachers = _train_stages(ctx, {t: (f"teachers/{t}", opts.teacher_config, [base, *_teacher_layers(opts, t)])
                                    for t in tasks})
     teacher_ids = [f"{ctx.run.exp_id}/teachers/{t}" for t in tasks]
     searches = {"es_best": "search"}
-    _search_stage(ctx, "search", teacher_ids)
+    _search_stage(ctx, "search", teacher_ids, backbone=backbone)
     if opts.random_search:
         searches["random_best"] = "random_search"
-        _search_stage(ctx, "random_search", teacher_ids, optimizer="random",
+        _search_stage(ctx, "random_search", teacher_ids, backbone=backbone, optimizer="random",
                       optimizer_options={"batch_size": opts.random_batch_size})
     partitions = _final_partitions(ctx, tasks, searches)
-    proxy = _proxy_scores(ctx, teacher_ids, partitions)
+    proxy = _proxy_scores(ctx, teacher_ids, partitions, backbone)
     retrains = _train_stages(ctx, {
         (name, seed): (f"retrain/{name}/s{seed}", opts.retrain_config,
-                       [{"model": "partitioned_resnet26", "partition": str(path)}, opts.train_options,
+                       [base, {"model": "partitioned_resnet26", "partition": str(path)}, opts.train_options,
                         opts.retrain_options, {"seed": seed}])
         for name, path in partitions.items() for seed in retrain_seeds(opts)})
-    table = _table(ctx, tasks, teachers, retrains, partitions, proxy)
+    table = _table(ctx, tasks, teachers, retrains, partitions, proxy, backbone)
     text = render_table(table)
     (ctx.run.path / "table.md").write_text(text + "\n")
     atomic_write_json(ctx.run.path / "table.json", table)
@@ -87,7 +90,7 @@ def retrain_seeds(opts: PipelineOptions) -> list[int]:
 
 
 def _table(ctx: JobContext, tasks: list[str], teachers: dict, retrains: dict, partitions: dict[str, Path],
-           proxy: dict[str, dict]) -> dict:
+           proxy: dict[str, dict], backbone: str) -> dict:
     """Per-seed rows of every variant, plus the within/cross-family overlap of the searched partitions."""
     opts = ctx.opts
     rows = [teachers_row(tasks, teachers, opts.dataset)]
@@ -98,7 +101,7 @@ def _table(ctx: JobContext, tasks: list[str], teachers: dict, retrains: dict, pa
         channels = float(np.mean(load_partition(path, tasks).channel_use()))
         params = float(np.mean([first["resources"][t]["params"] for t in tasks]))
         rows.append(variant_row(name, seeds, channels, params, proxy.get(name, {}).get("score"), tasks, opts.dataset))
-    settings = _settings(opts, ctx)
+    settings = {**_settings(opts, ctx), "backbone": backbone}
     return build_table(tasks, rows, settings, _structure(opts, tasks, partitions, settings))
 
 
@@ -197,7 +200,8 @@ def _teacher_layers(opts: PipelineOptions, task: str) -> list[dict]:
     return [{"task_choice": task, "model": "resnet26"}, opts.train_options, opts.teacher_options]
 
 
-def _search_stage(ctx: JobContext, name: str, teacher_ids: list[str], **replace: Any) -> dict[str, Any]:
+def _search_stage(ctx: JobContext, name: str, teacher_ids: list[str], backbone: str = "none",
+                  **replace: Any) -> dict[str, Any]:
     """A search stage: the search config < the pipeline's search_options < budget, objective (not merged)
     < `replace`. Random search and the proxy scores keep the ES stage's settings but not its optimizer's."""
     opts = ctx.opts
@@ -205,20 +209,24 @@ def _search_stage(ctx: JobContext, name: str, teacher_ids: list[str], **replace:
     if "optimizer" in replace:
         layer = {k: v for k, v in layer.items() if k not in ("optimizer", "optimizer_options")}
     fixed = {"budget": opts.budget, "objective": opts.objective,
-             "objective_options": _objective_options(opts, teacher_ids)}
+             "objective_options": _objective_options(opts, teacher_ids, backbone)}
     return _stage(ctx, "search", name, opts.search_config, [layer], replace={**fixed, **replace})
 
 
-def _objective_options(opts: PipelineOptions, teacher_ids: list[str]) -> dict:
-    """The objective's options, with the teachers' run names when it takes `teachers` and none were given."""
+def _objective_options(opts: PipelineOptions, teacher_ids: list[str], backbone: str = "none") -> dict:
+    """The objective's options, with the teachers' run names when it takes `teachers` and none were given,
+    and the backbone as the student's initial weights (as the original's) when it takes `student_init`."""
     options = dict(opts.objective_options)
     try:
         factory = get_objective(opts.objective)
     except (KeyError, ImportError) as err:
         raise UserError(f"--objective {opts.objective}: {err}") from None
     takes = getattr(factory, "from_search", None) or factory
-    if "teachers" not in options and "teachers" in inspect.signature(takes).parameters:
+    parameters = inspect.signature(takes).parameters
+    if "teachers" not in options and "teachers" in parameters:
         options["teachers"] = list(teacher_ids)
+    if "student_init" not in options and "student_init" in parameters and backbone != "none":
+        options["student_init"] = backbone
     return options
 
 
@@ -249,11 +257,12 @@ def _final_partitions(ctx: JobContext, tasks: list[str], searches: dict[str, str
     return paths
 
 
-def _proxy_scores(ctx: JobContext, teacher_ids: list[str], partitions: dict[str, Path]) -> dict[str, dict]:
+def _proxy_scores(ctx: JobContext, teacher_ids: list[str], partitions: dict[str, Path],
+                  backbone: str = "none") -> dict[str, dict]:
     """Every final partition scored by the objective in one runner search (same seed: a fair comparison)."""
     opts = ctx.opts
     variants = {name: {"partition": load_partition(path).raw[0].tolist()} for name, path in partitions.items()}
-    _search_stage(ctx, "proxy_scores", teacher_ids, optimizer="runner",
+    _search_stage(ctx, "proxy_scores", teacher_ids, backbone=backbone, optimizer="runner",
                   optimizer_options={"variants": variants, "trials": 1}, budget=len(variants),
                   search_partition=True, fixed_fraction=0.0, hyperparameters=[], hyperparameters_file="")
     with ResultsStore(ctx.run.path / "proxy_scores" / "results.sqlite") as store:
@@ -282,6 +291,7 @@ def _settings(opts: PipelineOptions, ctx: JobContext) -> dict[str, Any]:
 
 def _stage_ids(ctx: JobContext, tasks, searches, partitions) -> dict[str, Any]:
     base = ctx.run.exp_id
-    return {"teachers": [f"{base}/teachers/{t}" for t in tasks],
+    return {"backbone": f"{base}/backbone" if not ctx.opts.backbone else ctx.opts.backbone,
+            "teachers": [f"{base}/teachers/{t}" for t in tasks],
             "searches": [f"{base}/{s}" for s in searches.values()], "proxy_scores": f"{base}/proxy_scores",
             "retrain": [f"{base}/retrain/{n}/s{s}" for n in partitions for s in retrain_seeds(ctx.opts)]}

@@ -17,6 +17,11 @@ class PipelineOptions(RunOptions):
     task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
     train_options: dict = option({}, "train options for every training stage (teachers and retrains), "
                                      "e.g. --train_options.width 0.25")
+    backbone: str = option("", "backbone of every training and of the proxy's student: empty = train it first as "
+                           "stage backbone (backbone_config); a run (exp/<id>) = use it; none = no backbone, every "
+                           "layer of every training trains")
+    backbone_config: str = option("exp.imagenet", "train config of the backbone stage")
+    backbone_options: dict = option({}, "train options of the backbone stage only, e.g. --backbone_options.num_rounds 2")
     teacher_config: str = option("exp.finetune", "train config of the single-task teachers (one run per task)")
     teacher_options: dict = option({}, "train options of the teachers only, e.g. --teacher_options.num_rounds 2")
     search_config: str = option("exp.es_dist", "search config of the ES stage (its optimizer and settings)")

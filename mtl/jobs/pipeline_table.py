@@ -89,6 +89,14 @@ def _stat(values: Sequence[float]) -> dict:
 # -- markdown --------------------------------------------------------------------------------------
 
 
+def _backbone_words(settings: dict) -> str:
+    if "backbone" not in settings:  # tables from before the backbone stage
+        return ""
+    from mtl.jobs.pipeline_backbone import describe_backbone
+
+    return describe_backbone(settings["backbone"]) + "; "
+
+
 def render_table(table: dict) -> str:
     """The table as markdown: a caption stating the (reduced) settings, one row per variant with
     mean ± std over its seeds, the share_fixed curve at its resource, and the structure section."""
@@ -117,9 +125,8 @@ def render_table(table: dict) -> str:
 
 
 def _caption(s: dict, tasks: Sequence[str]) -> str:
-    backbone = f" backbone: {s['backbone']};" if s.get("backbone") else ""
     return (f"Pipeline results on {s['dataset']} ({', '.join(tasks)}), seed {s.get('seed', 0)}: ResNet-26 width "
-            f"{s['width']:g}, {s['input_res']} px inputs, device {s['device']};{backbone} teachers "
+            f"{s['width']:g}, {s['input_res']} px inputs, device {s['device']}; {_backbone_words(s)}teachers "
             f"{s['teacher_steps']} steps each, retrains {s['retrain_steps']} steps x {s.get('retrain_seeds', 1)} "
             f"seeds, partitioned layers: {s['partition_layers']}; search: {s['objective']} objective, "
             f"{s['budget']} evaluations (ES and random search).")

@@ -16,6 +16,7 @@ import torch
 
 from mtl.data.domains import get_dataset
 from mtl.jobs import register_job
+from mtl.jobs.backbone import NONE, load_backbone
 from mtl.jobs.context import JobContext
 from mtl.jobs.train_options import TrainOptions
 from mtl.jobs.train_setup import build_train_model, dataset_folder, init_from_run
@@ -54,8 +55,11 @@ def run_train(ctx: JobContext) -> dict:
     if (saved := ctx.checkpoints.load_latest()) is not None:
         _restore(saved[1], model, steps, method, state)
         log.info("resumed from step %d", state["step"])
-    elif opts.init_from:
-        init_from_run(model, opts.init_from, ctx.run.exp_root, log)
+    else:
+        if opts.backbone not in ("", NONE):
+            load_backbone(model, opts.backbone, ctx.run.exp_root, log)
+        if opts.init_from:
+            init_from_run(model, opts.init_from, ctx.run.exp_root, log)
     reset_peak(ctx.device)
     try:
         _train_rounds(ctx, model, steps, method, state, folder, tasks)

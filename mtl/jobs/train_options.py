@@ -39,6 +39,9 @@ class TrainOptions(RunOptions):
     exec_mode: str = option("sliced", "partitioned execution: sliced (fast) or masked (same results)",
                             resume_safe=True, choices=("sliced", "masked"))
     partition_seed: int = option(0, "seed of the mask sampler (and of the random partition)")
+    backbone: str = option("", "pretrained backbone (the original's ImageNet model): a finished single-task run "
+                           "(exp.imagenet) whose trunk, stages and BatchNorms initialise every task; none or "
+                           "empty = no backbone (then --last_third_only is an error)")
     init_from: str = option("", "initialise weights from another run (exp/<id> or <id>; its best checkpoint)")
     num_rounds: int = option(40, "rounds of training then validation", resume_safe=True, at_least=1)
     train_iters: int = option(5000, "training steps per round", at_least=1)
@@ -82,6 +85,9 @@ class TrainOptions(RunOptions):
         if self.lr <= 0 or self.width <= 0:
             raise UserError("--lr and --width must be positive.")
         self.task_names()
+        from mtl.jobs.backbone import check_backbone_choice
+
+        check_backbone_choice(self.last_third_only, self.backbone)
         self._validate_model_and_method()
 
     def _validate_model_and_method(self) -> None:

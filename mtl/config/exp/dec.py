@@ -1,10 +1,11 @@
 """Partitioned multi-task ResNet-26 on Visual Decathlon, the original's settings (GPU).
 
-    python main.py -e partitioned_mtl_network --config exp.dec --task_choice 1-2-3-4
-    python main.py -e mtl9 --config exp.dec --partition exp/my_es/best_partition.json
+    python main.py -e partitioned_mtl_network --config exp.dec --task_choice 1-2-3-4 --backbone exp/imagenet
+    python main.py -e mtl9 --config exp.dec --backbone exp/imagenet --partition exp/my_es/best_partition.json
 
-Tasks 1-9 (ImageNet is the pretraining source), last third trained, lr 0.05, batch 64,
-40 rounds x 5000 steps = 200k steps with a 10x LR drop at 150k, accuracy curriculum.
+Tasks 1-9 on the ImageNet backbone (--backbone: a finished exp.imagenet run; without one,
+--last_third_only false), last third trained, lr 0.05, batch 64, 40 rounds x 5000 steps = 200k
+steps with a 10x LR drop at 150k, accuracy curriculum.
 """
 
 JOB = "train"

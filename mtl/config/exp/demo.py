@@ -20,6 +20,7 @@ JOB = "pipeline"
 OPTIONS = dict(
     dataset="mini_families",
     task_choice="0-1-2-3",
+    backbone="none",  # no ImageNet for the embedded data: every layer trains (as in exp.mini_finetune)
     train_options=dict(width=0.125, input_res=32, batch_size=32, dropout=0.1, val_max_images=0,
                        eval_batch_size=300, prefetch=0, checkpoint_every=100, log_every=50),
     teacher_config="exp.mini_finetune",

@@ -1,6 +1,7 @@
 """Proxy validation on Visual Decathlon (GPU; the original's exps.distillation_sampling, plus the full runs).
 
-    python main.py -e distillation_sampling --config exp.distillation_sampling --teachers exp/teachers
+    python main.py -e distillation_sampling --config exp.distillation_sampling --teachers exp/teachers \
+        --student_init exp/imagenet --full_options.backbone exp/imagenet     # exp.imagenet's run
 
 Scores 100 sampled partitions (and share_all, independent) with the proxy at the original's budget and
 cheaper ones (one population run per budget), trains each with a shortened exp.dec schedule (4 x 5000

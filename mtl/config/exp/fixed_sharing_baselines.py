@@ -1,6 +1,7 @@
 """Fixed-sharing baselines: exp.dec trained with share_fixed partitions at s = 0, .25, .5, .75, 1 (GPU).
 
-    python main.py -e fixed_sharing --config exp.fixed_sharing_baselines --backend local   # one GPU each
+    python main.py -e fixed_sharing --config exp.fixed_sharing_baselines --backend local \
+        --objective_options.options '{"backbone": "exp/imagenet"}'      # one GPU each; exp.imagenet's run
     python main.py -e fixed_sharing_mini --config exp.fixed_sharing_baselines \
         --objective_options.config exp.mini_dec --dataset mini_decathlon --task_choice 0-1-2 --device cpu
 

@@ -6,7 +6,9 @@
     python main.py -e full --continue                  # finished stages are skipped
     python main.py -e full --config exp.pipeline --parallel_stages 8   # 8 GPUs: 8 trainings at a time
 
-Tasks 1-9: a teacher per task (exp.finetune, 50k steps), ES over partitions with the distillation
+First the ImageNet backbone (exp.imagenet, 150k steps; --backbone exp/<id> reuses a finished one,
+--backbone none trains every layer of every stage instead), which initialises every training and
+the proxy's student. Tasks 1-9: a teacher per task (exp.finetune, 50k steps), ES over partitions with the distillation
 proxy (exp.es_dist: 10,000 evaluations), random search at the same budget, then exp.dec (200k steps)
 for the best partitions and the baselines share_all, independent and share_fixed at s = .25, .5, .75.
 exp.demo is the same pipeline reduced for a CPU.
@@ -16,6 +18,8 @@ JOB = "pipeline"
 OPTIONS = dict(
     dataset="decathlon",
     task_choice="1-2-3-4-5-6-7-8-9",
+    backbone="",
+    backbone_config="exp.imagenet",
     teacher_config="exp.finetune",
     search_config="exp.es_dist",
     objective="proxy",
