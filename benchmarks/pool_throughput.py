@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
 import time
@@ -105,6 +106,7 @@ def main() -> None:
     backends = args.backends.split(",")
     options = {"inprocess": {}, "local": {"devices": ["cpu"] * args.workers},
                "ray": {"num_cpus": args.workers, "num_actors": args.workers}}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout still closes the pools (and Ray)
     pools = {name: make_pool(name, objective, **options[name]) for name in backends}
     try:
         index = 0
@@ -116,6 +118,7 @@ def main() -> None:
             for name in backends:
                 seconds = run_generation(pools[name], generation(tasks, args.generation, index))
                 rates[name].append(3600 * args.generation / seconds)
+                print(f"round {len(rates[name])} {name}: {rates[name][-1]:.0f} evals/h", flush=True)
                 index += 1
     finally:
         for pool in pools.values():
