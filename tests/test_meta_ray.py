@@ -131,6 +131,7 @@ def test_local_cluster_listens_on_loopback_only_and_is_gone_after_sigterm(tmp_pa
     """A --backend ray search job: every Ray process listens on loopback; SIGTERM leaves no process or temp dir."""
     import json
     import os
+    import shutil
     import signal
     import subprocess
     import sys
@@ -165,7 +166,9 @@ def test_local_cluster_listens_on_loopback_only_and_is_gone_after_sigterm(tmp_pa
             job.kill()
     _, alive = psutil.wait_procs(processes, timeout=0)
     assert not alive, [p.name() for p in alive]
-    assert not [p for p in os.listdir(short_tmp) if p.startswith("ray")]
+    left = [p for p in os.listdir(short_tmp) if p.startswith("ray")]
+    shutil.rmtree(short_tmp, ignore_errors=True)
+    assert not left
     assert json.loads((tmp_path / "exp/r/status.json").read_text())["state"] == "interrupted"
 
 
