@@ -36,3 +36,12 @@ def test_train_throughput_prints_model_only_and_end_to_end_rates(mini_data_dir):
 def test_data_loader_prints_rates(tmp_path):
     out = _run("data_loader.py", "--images", "64", "--steps", "3", "--batch", "8", "--workdir", str(tmp_path))
     assert "img/s" in out and "prepare (decode + write)" in out
+
+
+@pytest.mark.slow
+def test_pool_throughput_prints_a_rate_per_backend():
+    pytest.importorskip("ray")
+    out = _run("pool_throughput.py", "--workers", "2", "--generation", "2", "--repeats", "1", "--steps", "2",
+               "--val_images", "4", "--width", "0.125", "--input_res", "16", "--tasks", "2")
+    rows = [line.split() for line in out.splitlines() if line.startswith(("inprocess", "local", "ray"))]
+    assert [r[0] for r in rows] == ["inprocess", "local", "ray"] and all(float(r[1]) > 0 for r in rows)

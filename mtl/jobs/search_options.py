@@ -49,8 +49,10 @@ class SearchOptions(RunOptions):
                                  "(0: every core)", resume_safe=True, at_least=0)
     devices: list[str] = option([], "local: one worker per entry, e.g. cuda:0,cuda:1 or cpu,cpu "
                                     "(empty: every visible GPU, else num_workers CPU workers)", resume_safe=True)
-    cpus_per_eval: float = option(1.0, "ray: CPUs each evaluation reserves", resume_safe=True, above=0)
-    gpus_per_eval: float = option(0.0, "ray: GPUs each evaluation reserves (0.5: two per GPU)", resume_safe=True, at_least=0)
+    cpus_per_eval: float = option(1.0, "ray: CPUs each actor reserves (one actor per this many CPUs without GPUs)",
+                                  resume_safe=True, above=0)
+    gpus_per_eval: float = option(0.0, "ray: GPUs each actor reserves (0: one per GPU when the cluster has GPUs; "
+                                       "0.5: two per GPU)", resume_safe=True, at_least=0)
     max_retries: int = option(2, "extra attempts for an evaluation that raised or whose worker died; then it "
                                  "is recorded as failed", resume_safe=True, at_least=0)
 

@@ -15,12 +15,15 @@ address where no cluster answers retries for minutes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import psutil
@@ -47,8 +50,9 @@ def start_local_ray(num_cpus: int | None = None, num_gpus: int | None = None,
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, paths)])
     temp_dir = temp_dir or tempfile.mkdtemp(prefix="ray", dir=_short_temp_root())
     try:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
-                 _temp_dir=temp_dir, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        with _own_sigterm():
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
+                     _temp_dir=temp_dir, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     except BaseException:  # SIGTERM or a failure half-way: leave nothing behind
         stop_local_ray(temp_dir)
         raise
@@ -67,7 +71,21 @@ def stop_local_ray(temp_dir: str | None) -> None:
 def connect_ray(address: str) -> None:
     """Join the cluster at `address`; UserError (exit 2) when none answers within CONNECT_TIMEOUT_S."""
     _probe(address)
-    ray.init(address=address, logging_level="WARNING")
+    with _own_sigterm():
+        ray.init(address=address, logging_level="WARNING")
+
+
+@contextlib.contextmanager
+def _own_sigterm():
+    """Keep the job's SIGTERM handler: ray.init installs one that exits at once (then aborts in shutdown),
+    which would skip the graceful stop and the cluster's clean-up."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _probe(address: str) -> None:

@@ -17,11 +17,13 @@ import collections
 import math
 import os
 import socket
+import traceback
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import ray
+from ray import cloudpickle
 from ray.exceptions import RayActorError
 
 from mtl.meta.optimizers.base import Candidate
@@ -34,12 +36,17 @@ MAX_CRASHES = 3  # actors a candidate's share may take down before it is failed
 class EvaluationActor:
     """Holds the objective in its process; evaluates shares (becomes a Ray actor in RayPool)."""
 
-    def __init__(self, objective):
+    def __init__(self, payload: bytes):
         os.environ[DEVICE_ENV] = "cuda:0" if ray.get_gpu_ids() else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES
-        self.objective = objective
         self.worker = f"ray:{socket.gethostname()}:{os.getpid()}"
+        try:  # a load error fails the evaluations (as in a local worker); it is not an actor death
+            self.objective, self.load_error = cloudpickle.loads(payload), None
+        except Exception:
+            self.objective, self.load_error = None, f"could not load the objective in the actor:\n{traceback.format_exc()}"
 
     def evaluate(self, candidates: list[Candidate]) -> list[tuple[str, Any]]:
+        if self.load_error:
+            return [("error", self.load_error)] * len(candidates)
         return evaluate_share(self.objective, candidates, self.worker)
 
 
@@ -84,7 +91,7 @@ class RayPool(PoolBase):
         count = num_actors or (int(resources.get("GPU", 0) // gpus) if gpus else
                                int(resources.get("CPU", 1) // cpus_per_eval))
         self._actor_class = ray.remote(num_cpus=cpus_per_eval, num_gpus=gpus, max_restarts=0)(EvaluationActor)
-        self._objective = ray.put(objective)
+        self._objective = ray.put(cloudpickle.dumps(objective))  # once; each actor loads it once
         self._batched = hasattr(objective, "evaluate_batch")
         self._slots = [_Slot() for _ in range(max(1, count))]
         self._queue: collections.deque[tuple[Future, Candidate]] = collections.deque()
