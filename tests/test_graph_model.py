@@ -140,3 +140,23 @@ def test_plot_writes_a_png(tmp_path):
     path = model.plot(str(tmp_path / "graph.png"))
     data = open(path, "rb").read()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_a_graph_config_cannot_import_code(tmp_path, monkeypatch):
+    """Issue 14.7: a node type naming a foreign module is refused before anything is imported."""
+    from mtl.data.domains import get_dataset
+    from mtl.models.graph_config import build_graph_model
+
+    marker = tmp_path / "imported"
+    (tmp_path / "foreign_mod.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).touch()\nimport torch\n"
+        "class Evil(torch.nn.Module):\n    def forward(self, x):\n        return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = get_dataset("mini_decathlon")
+    nodes = [{"name": "body", "module": {"type": "foreign_mod.Evil"}},
+             {"name": "digits", "anchor": "body", "module": [{"type": "pool"}, {"type": "flatten"},
+                                                              {"type": "torch.nn.LazyLinear",
+                                                               "out_features": "num_classes"}]}]
+    with pytest.raises(UserError, match="configs cannot import other code"):
+        build_graph_model(nodes, [spec.domain("digits")], input_res=16)
+    assert not marker.exists()

@@ -95,3 +95,17 @@ def test_a_corrupt_or_deleted_results_database_is_named(cli):
     deleted = cli("-e", "s", "--continue", "--budget", "8")
     assert deleted.returncode == 0, deleted.stderr
     assert "results.sqlite is missing: the search starts again" in deleted.stderr
+
+
+def test_a_model_shape_edited_in_config_json_is_a_user_error(cli, mini_data_dir):
+    args = ["--config", "exp.mini_finetune", "--device", "cpu", "--data_dir", str(mini_data_dir), "--width", "0.25",
+            "--input_res", "16", "--batch_size", "8", "--num_rounds", "1", "--train_iters", "2",
+            "--val_max_images", "20", "--prefetch", "0"]
+    assert cli("-e", "m", *args).returncode == 0
+    config_path = cli.cwd / "exp/m/config.json"
+    config = json.loads(config_path.read_text())
+    config["options"]["width"] = 0.5
+    config_path.write_text(json.dumps(config))
+    result = cli("-e", "m", "--continue", "--num_rounds", "2")
+    assert result.returncode == 2, result.stderr
+    assert "does not fit the model" in result.stderr and "config.json" in result.stderr

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from mtl.data.domains import get_dataset
+from mtl.errors import UserError
 from mtl.jobs import register_job
 from mtl.jobs.backbone import NONE, load_backbone
 from mtl.jobs.context import JobContext
@@ -53,7 +54,7 @@ def run_train(ctx: JobContext) -> dict:
     steps = make_steps(opts, model, net, method, tasks, folder, ctx.device)
     log.info("%s", steps.describe())
     if (saved := ctx.checkpoints.load_latest()) is not None:
-        _restore(saved[1], model, steps, method, state)
+        _restore_checked(ctx, saved, model, steps, method, state)
         log.info("resumed from step %d", state["step"])
     else:
         if opts.backbone not in ("", NONE):
@@ -154,6 +155,17 @@ def _snapshot(model, steps, method, state) -> dict:
     return {"model": model.state_dict(), "optimizers": {k: o.state_dict() for k, o in steps.optimizers.items()},
             "loader": steps.loader.state_dict(), "method": method.state_dict(), "train": dict(state),
             "rng": capture_rng_state()}
+
+
+def _restore_checked(ctx, saved, model, steps, method, state) -> None:
+    """_restore, with a model that does not fit its checkpoint reported as the user error it is."""
+    try:
+        _restore(saved[1], model, steps, method, state)
+    except (RuntimeError, KeyError, ValueError) as err:
+        first = str(err).strip().splitlines()[:2]
+        raise UserError(f"the checkpoint of step {saved[0]} in {ctx.checkpoints.folder} does not fit the model "
+                        f"built from {ctx.run.config_path} ({' '.join(first)[:300]}...). Was config.json edited? "
+                        "Restore the options the run was started with, or start a new run.") from None
 
 
 def _restore(saved, model, steps, method, state) -> None:

@@ -30,8 +30,9 @@ def cagrad_weights(gramian: torch.Tensor, c: float, rescale: int = 1, tol: float
     with equality at t = sqrt(q), w = w(t*) where w(t) = argmin g_w . g_0 + (c ||g_0|| / 2t) ||g_w||^2
     (an exact QP) and t* is the fixed point of h(t) = ||g_w(t)||. Iterating t <- h(t) is
     majorize-minimize (monotone, linear rate); secant steps on h(t) - t make it superlinear.
-    Zero weights when the optimum has ||g_w|| ~ 0 on the trace-normalised Gramian (a
-    Pareto-stationary point, as TorchJD).
+    When the optimum has g_w = 0 (a zero-gradient task, or a Pareto-stationary point) the update
+    is g_0, as the official code's (its lambda * g_w vanishes); g_w only counts as zero at float64
+    round-off, so a small task's direction is kept however small its norm (issue 14.8).
     """
     k = gramian.shape[0]
     mean = torch.full((k,), 1.0 / k, dtype=torch.float64)
@@ -48,8 +49,8 @@ def cagrad_weights(gramian: torch.Tensor, c: float, rescale: int = 1, tol: float
     w, t = mean, float(mean @ g @ mean) ** 0.5
     previous = None  # (t, h(t) - t) of the last evaluation, for the secant step
     for _ in range(max_iter):
-        if t < 1e-10:
-            return torch.zeros(k, dtype=torch.float64)
+        if t < _VANISHED:
+            return mean / _rescale(c, rescale)
         w, h = solve(t)
         residual = h - t
         if abs(residual) <= tol * max(t, 1e-10):
@@ -61,9 +62,14 @@ def cagrad_weights(gramian: torch.Tensor, c: float, rescale: int = 1, tol: float
                 step = secant
         previous, t = (t, residual), step
     norm = float(w @ g @ w) ** 0.5
-    if norm < 1e-4:
-        return torch.zeros(k, dtype=torch.float64)
+    if norm < _VANISHED:  # g_w = 0 (a zero-gradient task, or a Pareto-stationary point): d = g_0, as the official
+        return mean / _rescale(c, rescale)
     return (mean + (phi / norm) * w) / _rescale(c, rescale)
+
+
+# ||g_w|| on the trace-normalised Gramian below which g_w counts as exactly zero: float64 round-off only,
+# so a task 1e-3 (or 1e-6) as large as another is never mistaken for zero and never zeroes the update.
+_VANISHED = 1e-12
 
 
 def _rescale(c: float, mode: int) -> float:

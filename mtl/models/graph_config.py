@@ -16,14 +16,13 @@ Node keys: ``name``, ``module`` (a spec, or a list of specs run in sequence), ``
 (node name(s); none = the images), ``loss`` ('cross_entropy', the default for task nodes),
 ``loss_weight`` (number or 'auto' = learned uncertainty weighting) and ``loss_init``. The nodes named
 after the run's tasks are its outputs. A module spec is ``{"type": T, **kwargs}`` with T a type of
-``GRAPH_MODULES`` (conv, linear, pool, flatten, relu, dropout, concat, select, sequential) or a dotted
-path to an ``nn.Module`` class (``torch.nn.GELU``); the string "num_classes" as a value inside a task
+``GRAPH_MODULES`` (conv, linear, pool, flatten, relu, dropout, concat, select, sequential) or a
+``torch.nn`` class (``torch.nn.GELU``; nothing else is imported from config data); the string "num_classes" as a value inside a task
 node's spec becomes that task's class count. Errors name the node and exit with status 2.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -83,14 +82,18 @@ def build_module(spec: Any, num_classes: int | None = None) -> nn.Module:
     kind = str(spec["type"])
     if "." not in kind:
         return GRAPH_MODULES.get(kind)(**kwargs)
-    module_path, _, attr = kind.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_path), attr)
-    except (ImportError, AttributeError):
-        raise ValueError(f"cannot import {kind!r}") from None
+    return torch_nn_class(kind)(**kwargs)
+
+
+def torch_nn_class(kind: str) -> type:
+    """The torch.nn class a dotted type names (``torch.nn.GELU`` or ``nn.GELU``); ValueError for anything
+    else. Config data never imports code: only torch.nn's own classes are looked up (an allow-list)."""
+    prefix, _, attr = kind.rpartition(".")
+    cls = getattr(nn, attr, None) if prefix in ("torch.nn", "nn") and not attr.startswith("_") else None
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ValueError(f"{kind!r} is not an nn.Module class")
-    return cls(**kwargs)
+        raise ValueError(f"type {kind!r} is neither a graph module type ({', '.join(GRAPH_MODULES.available())}) "
+                         "nor a torch.nn class such as torch.nn.GELU; configs cannot import other code")
+    return cls
 
 
 def _fill_classes(spec: Any, num_classes: int | None) -> Any:
