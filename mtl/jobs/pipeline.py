@@ -30,6 +30,7 @@ from mtl.jobs.context import JobContext
 from mtl.jobs.nested import nested_done, run_nested
 from mtl.jobs.pipeline_backbone import backbone_stage
 from mtl.jobs.pipeline_options import PipelineOptions
+from mtl.jobs.pipeline_submission import write_pipeline_submission
 from mtl.jobs.pipeline_table import build_table, render_table
 from mtl.jobs.stage_pool import Stage, run_stages
 from mtl.meta.objectives import get_objective
@@ -47,7 +48,7 @@ def run_pipeline(ctx: JobContext) -> dict:
         torch.set_num_threads(opts.num_threads)
     log.info("pipeline over %s: teachers, search (%s, budget %d)%s, retrain", ", ".join(tasks), opts.objective,
              opts.budget, ", random search" if opts.random_search else "")
-    backbone, base = backbone_stage(ctx, _stage)
+    backbone, base = backbone_stage(ctx, _stage, {"write_submission": True} if opts.submission else {})
     teachers = _train_stages(ctx, {t: (f"teachers/{t}", opts.teacher_config, [base, *_teacher_layers(opts, t)])
                                    for t in tasks})
     teacher_ids = [f"{ctx.run.exp_id}/teachers/{t}" for t in tasks]
@@ -61,9 +62,12 @@ def run_pipeline(ctx: JobContext) -> dict:
     proxy = _proxy_scores(ctx, teacher_ids, partitions, backbone)
     retrains = _train_stages(ctx, {
         name: (f"retrain/{name}", opts.retrain_config,
-               [base, {"model": "partitioned_resnet26", "partition": str(path)}, opts.train_options,
+               [base, {"model": "partitioned_resnet26", "partition": str(path)},
+                {"write_submission": True} if opts.submission and name == "es_best" else {}, opts.train_options,
                 opts.retrain_options])
         for name, path in partitions.items()})
+    if opts.submission:
+        write_pipeline_submission(ctx.run.path, ctx.run.exp_root, backbone, "es_best", log)
     table = build_table(opts, tasks, teachers, retrains, partitions, proxy, {**_settings(opts, ctx),
                                                                            "backbone": backbone})
     text = render_table(table)

@@ -35,6 +35,8 @@ class PipelineOptions(RunOptions):
     retrain_options: dict = option({}, "train options of the retrains only, e.g. --retrain_options.num_rounds 10")
     baselines: list[str] = option(["share_all", "independent"], "partition presets retrained as baselines")
     share_fixed: list[float] = option([0.25, 0.5, 0.75], "share_fixed amounts retrained as baselines")
+    submission: bool = option(False, "write submission.json: the ES best retrain's test predictions with the "
+                              "backbone's imagenet12 ones merged (the stages then predict their test splits)")
     parallel_stages: int = option(1, "independent training stages (the teachers, the retrains) run this many at "
                                      "a time, each in its own process (one per core or GPU); same numbers as 1",
                                   resume_safe=True)
