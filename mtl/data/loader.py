@@ -78,11 +78,14 @@ class MultiDomainLoader:
     def __init__(self, data_dir: str | Path, domains: Sequence[str], *, batch_size: int = 64,
                  device: str | torch.device = "cpu", seed: int = 0, policy: str = "uniform",
                  split: str = "train", train_on_valid: bool = False, augment: bool = True,
-                 input_res: int = 72, prefetch: int = 2, in_memory: bool = False):
+                 input_res: int = 72, prefetch: int = 2, in_memory: bool = False,
+                 curriculum: tuple[float, float] | None = None):
         if not domains:
             raise ValueError("MultiDomainLoader needs at least one domain")
         self.domains = list(domains)
         self.batch_size, self.seed, self.policy = int(batch_size), int(seed), policy
+        # (temperature, bias) of the train_accuracy policy; None = the original's defaults
+        self.curriculum = {} if curriculum is None else {"temperature": curriculum[0], "bias": curriculum[1]}
         self.device = torch.device(device)
         self.augment, self.input_res, self.prefetch = augment, int(input_res), int(prefetch)
         splits = [split, "val"] if train_on_valid and split == "train" else [split]
@@ -108,7 +111,7 @@ class MultiDomainLoader:
 
     def probabilities(self) -> dict[str, float]:
         """Current sampling probability per domain."""
-        return dict(zip(self.domains, domain_probabilities(self.policy, self.sizes, self.accuracies)))
+        return dict(zip(self.domains, domain_probabilities(self.policy, self.sizes, self.accuracies, **self.curriculum)))
 
     def update_task_accuracy(self, domain: str, accuracy: float) -> None:
         """Feed a domain's latest training accuracy (fraction in [0, 1]) to the train_accuracy policy.
@@ -173,7 +176,7 @@ class MultiDomainLoader:
         """Plan (and start reading) batches until `prefetch` are ahead, or the next one on demand."""
         while len(self._planned) < max(1, self.prefetch):
             step = self.step + len(self._planned)
-            probabilities = domain_probabilities(self.policy, self.sizes, self.accuracies)
+            probabilities = domain_probabilities(self.policy, self.sizes, self.accuracies, **self.curriculum)
             k = choose_domain(probabilities, self.seed, step)
             indices = self.streams[k].take(self.batch_size)
             self._planned.append((step, k, indices))

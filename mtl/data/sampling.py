@@ -27,7 +27,8 @@ def generator_for(*values: int) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(*values))
 
 
-def domain_probabilities(policy: str, sizes: Sequence[int], accuracies: Sequence[float]) -> list[float]:
+def domain_probabilities(policy: str, sizes: Sequence[int], accuracies: Sequence[float], *,
+                         temperature: float = CURRICULUM_TEMPERATURE, bias: float = CURRICULUM_OFFSET) -> list[float]:
     """Sampling probability per domain.
 
     Args:
@@ -35,13 +36,15 @@ def domain_probabilities(policy: str, sizes: Sequence[int], accuracies: Sequence
             (p ∝ (1 - acc + 0.15)^(1/0.3), the original system's curriculum).
         sizes: training images per domain.
         accuracies: latest training accuracy per domain, fractions in [0, 1].
+        temperature, bias: of train_accuracy, p ∝ (1 - acc + bias)^(1/temperature) (the original's
+            --temperature and --curriculum_bias: softmax(log(1 - acc + bias) / temperature)).
     """
     if policy == "uniform":
         weights = [1.0] * len(sizes)
     elif policy == "proportional":
         weights = [float(s) for s in sizes]
     elif policy == "train_accuracy":
-        weights = [(1.0 - a + CURRICULUM_OFFSET) ** (1.0 / CURRICULUM_TEMPERATURE) for a in accuracies]
+        weights = [(1.0 - a + bias) ** (1.0 / temperature) for a in accuracies]
     else:
         raise ValueError(f"unknown sampling policy {policy!r} (choices: {', '.join(POLICIES)})")
     total = sum(weights)

@@ -35,6 +35,7 @@ from mtl.jobs.nested import nested_done, run_nested
 from mtl.jobs.pipeline_backbone import backbone_stage
 from mtl.jobs.pipeline_options import PipelineOptions
 from mtl.jobs.pipeline_plots import plot_pareto
+from mtl.jobs.pipeline_submission import write_pipeline_submission
 from mtl.jobs.pipeline_table import SEARCHED, build_table, render_table, teachers_row, variant_row
 from mtl.jobs.stage_pool import Stage, run_stages
 from mtl.meta.objectives import get_objective
@@ -57,7 +58,7 @@ def run_pipeline(ctx: JobContext) -> dict:
         torch.set_num_threads(opts.num_threads)
     log.info("pipeline over %s: teachers, search (%s, budget %d)%s, retrain", ", ".join(tasks), opts.objective,
              opts.budget, ", random search" if opts.random_search else "")
-    backbone, base = backbone_stage(ctx, _stage)
+    backbone, base = backbone_stage(ctx, _stage, {"write_submission": True} if opts.submission else {})
     teachers = _train_stages(ctx, {t: (f"teachers/{t}", opts.teacher_config, [base, *_teacher_layers(opts, t)])
                                    for t in tasks})
     teacher_ids = [f"{ctx.run.exp_id}/teachers/{t}" for t in tasks]
@@ -71,9 +72,12 @@ def run_pipeline(ctx: JobContext) -> dict:
     proxy = _proxy_scores(ctx, teacher_ids, partitions, backbone)
     retrains = _train_stages(ctx, {
         (name, seed): (f"retrain/{name}/s{seed}", opts.retrain_config,
-                       [base, {"model": "partitioned_resnet26", "partition": str(path)}, opts.train_options,
-                        opts.retrain_options, {"seed": seed}])
+                       [base, {"model": "partitioned_resnet26", "partition": str(path)},
+                        {"write_submission": True} if opts.submission and name == "es_best" else {},
+                        opts.train_options, opts.retrain_options, {"seed": seed}])
         for name, path in partitions.items() for seed in retrain_seeds(opts)})
+    if opts.submission:  # the ES best's first retrain seed predicts the test split
+        write_pipeline_submission(ctx.run.path, ctx.run.exp_root, backbone, f"es_best/s{retrain_seeds(opts)[0]}", log)
     table = _table(ctx, tasks, teachers, retrains, partitions, proxy, backbone)
     text = render_table(table)
     (ctx.run.path / "table.md").write_text(text + "\n")

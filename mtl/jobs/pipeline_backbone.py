@@ -13,9 +13,10 @@ from mtl.config.loader import load_config
 from mtl.jobs.backbone import NONE, backbone_folder
 
 
-def backbone_stage(ctx: Any, stage: Callable[..., dict]) -> tuple[str, dict]:
+def backbone_stage(ctx: Any, stage: Callable[..., dict], extra: dict | None = None) -> tuple[str, dict]:
     """(the backbone's run id, or "none"; the options layer of every training stage). `stage` runs a
-    nested stage as pipeline._stage does (job, name, config, layers)."""
+    nested stage as pipeline._stage does (job, name, config, layers); `extra`: options of the backbone
+    stage (under the user's)."""
     opts = ctx.opts
     if opts.backbone == NONE:
         return NONE, {"backbone": NONE, "last_third_only": False}
@@ -24,7 +25,7 @@ def backbone_stage(ctx: Any, stage: Callable[..., dict]) -> tuple[str, dict]:
         return opts.backbone, {"backbone": opts.backbone}
     task = load_config(opts.backbone_config).options.get("task_choice", "imagenet12")
     stage(ctx, "train", "backbone", opts.backbone_config,
-          [{"task_choice": task, "model": "resnet26"}, opts.train_options, opts.backbone_options])
+          [{"task_choice": task, "model": "resnet26", **(extra or {})}, opts.train_options, opts.backbone_options])
     run_id = f"{ctx.run.exp_id}/backbone"
     return run_id, {"backbone": run_id}
 

@@ -39,6 +39,8 @@ class PipelineOptions(RunOptions):
     oracle: bool = option(True, "also retrain the families oracle (--partition families) as a reference row when "
                                 "the dataset's tasks belong to several families (mini_families)")
     retrain_seeds: int = option(3, "training seeds of every retrained variant (table cells: mean ± std over them)")
+    submission: bool = option(False, "write submission.json: the ES best retrain's test predictions with the "
+                              "backbone's imagenet12 ones merged (the stages then predict their test splits)")
     parallel_stages: int = option(1, "independent training stages (the teachers, the retrains) run this many at "
                                      "a time, each in its own process (one per core or GPU); same numbers as 1",
                                   resume_safe=True)

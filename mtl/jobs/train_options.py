@@ -53,6 +53,10 @@ class TrainOptions(RunOptions):
     lr_drop_factor: float = option(10.0, "LR divisor at each drop", above=0)
     curriculum: str = option("train_accuracy", "task sampling: uniform, proportional, train_accuracy",
                              choices=("uniform", "proportional", "train_accuracy"))
+    curriculum_temperature: float = option(0.3, "train_accuracy curriculum: p ∝ (1 - acc + bias)^(1/temperature)")
+    curriculum_bias: float = option(0.15, "train_accuracy curriculum: the bias above (the original's curriculum_bias)")
+    clip_grad: float = option(0.0, "clip each step's gradient norm (over the stepping task's parameters) to this; "
+                              "0 = off (the original's --clip_grad)")
     train_on_valid: bool = option(False, "train on train + val (the benchmark rules allow it)")
     input_res: int = option(72, "input resolution (below 72: downscaled on the device, for CPU demos)", at_least=1)
     val_max_images: int = option(0, "validate on at most this many images per task (0 = all)", resume_safe=True, at_least=0)
@@ -82,8 +86,8 @@ class TrainOptions(RunOptions):
                 raise UserError(f"--{name} must be at least 1 (got {getattr(self, name)}).")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"--dropout must be in [0, 1) (got {self.dropout}).")
-        if self.lr <= 0 or self.width <= 0:
-            raise UserError("--lr and --width must be positive.")
+        if self.lr <= 0 or self.width <= 0 or self.curriculum_temperature <= 0:
+            raise UserError("--lr, --width and --curriculum_temperature must be positive.")
         self.task_names()
         from mtl.jobs.backbone import check_backbone_choice
 

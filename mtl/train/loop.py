@@ -23,12 +23,16 @@ def autocast(device: torch.device, enabled: bool):
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, task: str, images: torch.Tensor,
-               labels: torch.Tensor, *, amp: bool, set_to_none: bool = True) -> dict[str, float]:
+               labels: torch.Tensor, *, amp: bool, set_to_none: bool = True,
+               clip_grad: float = 0.0) -> dict[str, float]:
     """One step of one task: forward, loss, backward, that task's optimizer step.
 
     `set_to_none` False zeroes gradients instead of dropping them, so parameters in the optimizer that
     the task does not use are still decayed (the original's behaviour, see ResNet26.parameters_for).
     A non-finite loss or gradient skips the optimizer step (mtl/train/divergence.py).
+    `clip_grad` > 0 clips the gradient norm over the optimizer's parameters before the step, as the
+    original's --clip_grad (it clipped before applying its backward masks; here they are already in
+    the gradient).
 
     Returns:
         loss and accuracy of the batch (floats, synchronised) and "finite" (whether it stepped).
@@ -42,6 +46,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, task: str, im
     loss.backward()
     finite = bool(all_finite([loss], [p.grad for group in optimizer.param_groups for p in group["params"]]))
     if finite:
+        if clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad)
         # Partitioned models undo updates a task may not make (backward masks, weight decay, momentum).
         guard = model.guard_update(task) if hasattr(model, "guard_update") else contextlib.nullcontext()
         with guard:

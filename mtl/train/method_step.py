@@ -73,7 +73,9 @@ class NaiveSteps:
         self.optimizers = {t: make_sgd(model.parameters_for(t), opts.lr, opts.momentum, opts.weight_decay, True)
                            for t in tasks}
         self.loader = MultiDomainLoader(folder, tasks, seed=opts.seed, policy=opts.curriculum,
+                                        curriculum=(opts.curriculum_temperature, opts.curriculum_bias),
                                         **_loader_kwargs(opts, device))
+        self.clip_grad = opts.clip_grad
         self.set_to_none = getattr(model, "zero_grads_to_none", True)
 
     def step(self, lr: float) -> tuple[dict[str, dict[str, float]], StepInfo | None]:
@@ -82,7 +84,7 @@ class NaiveSteps:
             images = images.contiguous(memory_format=torch.channels_last)
         set_lr(self.optimizers[task], lr)
         metrics = train_step(self.net, self.optimizers[task], task, images, labels, amp=self.amp,
-                             set_to_none=self.set_to_none)
+                             set_to_none=self.set_to_none, clip_grad=self.clip_grad)
         return {task: {**metrics, "images": len(labels)}}, None
 
     def end_round(self) -> None:

@@ -28,4 +28,5 @@ OPTIONS = dict(
     retrain_config="exp.dec",
     baselines=["share_all", "independent"],
     share_fixed=[0.25, 0.5, 0.75],
+    submission=True,  # submission.json: the ES best network's test predictions + the backbone's imagenet12
 )
