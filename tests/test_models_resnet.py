@@ -96,6 +96,7 @@ def _randomise_bns(model, seed=0):
 
 
 def test_forward_matches_the_published_resnet26_without_a_stem_relu():
+    torch.manual_seed(0)  # the weights (the test's outcome must not depend on which tests ran before)
     model = ResNet26(TASKS, width=1.0).eval()
     _randomise_bns(model)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -103,7 +104,7 @@ def test_forward_matches_the_published_resnet26_without_a_stem_relu():
         ours, ref = model(x, "a"), _reference_logits(model, x, "a")
         assert torch.allclose(ours, ref, atol=1e-4, rtol=1e-4)
         model.stem_relu = True  # the option restores the earlier extra ReLU: different logits
-        assert (model(x, "a") - ref).abs().max() > 0.1
+        assert not torch.allclose(model(x, "a"), ref, atol=1e-3, rtol=1e-3)
 
 
 def test_original_bn_semantics_put_every_task_bn_in_each_optimizer_and_freeze_the_final_bn():
