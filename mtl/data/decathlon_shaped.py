@@ -19,7 +19,7 @@ from PIL import Image
 
 from mtl.data.devkit import ID_BASE
 from mtl.data.domains import DECATHLON
-from mtl.data.mini import IMAGE_ID_OFFSET, _save_jpeg, _write_split_json
+from mtl.data.embedded import IMAGE_ID_OFFSET, save_jpeg, write_split_json
 
 SIDE = 72  # the devkit's shorter side
 
@@ -51,8 +51,8 @@ def _write_domain(root: Path, spec, train_per_class: int, val_images: int, test_
             position += 1
             file_name = f"data/{spec.name}/{split}/{number:06d}.jpg"
             pixels = np.clip(colours[label] + rng.normal(0, 20, size=(SIDE, SIDE, 3)), 0, 255).astype(np.uint8)
-            _save_jpeg(Image.fromarray(pixels), root / file_name)
+            save_jpeg(Image.fromarray(pixels), root / file_name)
             images.append({"id": image_id, "width": SIDE, "height": SIDE, "file_name": file_name})
             annotations.append({"id": image_id, "image_id": image_id, "category_id": categories[int(label)]["id"],
                                 "segmentation": [], "area": 0, "bbox": [], "iscrowd": 0})
-        _write_split_json(root, spec.name, split, images, annotations, categories)
+        write_split_json(root, spec.name, split, images, annotations, categories, "decathlon-shaped devkit")
