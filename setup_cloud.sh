@@ -63,6 +63,6 @@ if [ -d "$DEC/data/imagenet12" ]; then
   $PY main.py --prepare decathlon --data_dir "$DATA_DIR"
 else
   echo "no ImageNet images (set IMAGENET_TAR to add them): preparing the 9 other domains"
-  $PY -m mtl.data.prepare decathlon --data_dir "$DEC" --domains "$NINE"
+  $PY main.py --prepare decathlon --data_dir "$DATA_DIR" --domains "$NINE"
 fi
 echo "ready. Next: see README.md, 'Multi-GPU machines and Ray clusters'."

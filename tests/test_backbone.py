@@ -61,7 +61,7 @@ def test_pipeline_backbone_stage_resumes_and_initialises_teachers_retrains_and_s
     assert resumed.returncode == 0, resumed.stderr
     assert "[p/backbone] resumed from step 5" in resumed.stderr
     backbone = _weights(exp / "p/backbone")
-    for run in ("teachers/digits", "teachers/colors", "retrain/share_all", "retrain/es_best"):
+    for run in ("teachers/digits", "teachers/colors", "retrain/share_all/s0", "retrain/es_best/s1"):
         trained = _weights(exp / "p" / run)
         for key in ("stem.weight", "stages.0.0.conv1.weight", "stages.1.2.conv2.weight"):  # frozen: equal
             assert torch.equal(trained[key], backbone[key]), (run, key)

@@ -50,7 +50,7 @@ def test_partitioned_three_tasks_learn_and_resume_exactly(main_runner, mini_data
 
 
 def test_missing_decathlon_data_is_a_user_error(cli, tmp_path):
-    result = cli("-e", "dec", "--config", "exp.dec", "--backbone", "exp/imagenet", "--data_dir", str(tmp_path / "nowhere"),
+    result = cli("-e", "dec", "--config", "exp.dec", "--last_third_only", "false", "--data_dir", str(tmp_path / "nowhere"),
                  "--device", "cpu")
     assert result.returncode == 2
     assert "--prepare decathlon" in result.stderr

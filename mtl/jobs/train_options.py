@@ -73,8 +73,11 @@ class TrainOptions(RunOptions):
 
     def check_inputs(self) -> None:
         super().check_inputs()
+        from mtl.jobs.backbone import check_backbone_choice
         from mtl.jobs.inputs import check_data, check_partition
 
+        # here, not in validate: a config's own values are validated before the command line's apply
+        check_backbone_choice(self.last_third_only, self.backbone)
         check_data(self.dataset, self.data_dir, self.task_names())
         if self.model.startswith("partitioned"):
             check_partition(self.partition, self.task_names())
@@ -89,9 +92,6 @@ class TrainOptions(RunOptions):
         if self.lr <= 0 or self.width <= 0 or self.curriculum_temperature <= 0:
             raise UserError("--lr, --width and --curriculum_temperature must be positive.")
         self.task_names()
-        from mtl.jobs.backbone import check_backbone_choice
-
-        check_backbone_choice(self.last_third_only, self.backbone)
         self._validate_model_and_method()
 
     def _validate_model_and_method(self) -> None:
