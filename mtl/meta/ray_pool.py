@@ -20,7 +20,7 @@ import socket
 import traceback
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import ray
 from ray import cloudpickle
@@ -28,7 +28,7 @@ from ray.exceptions import RayActorError
 
 from mtl.meta.optimizers.base import Candidate
 from mtl.meta.ray_cluster import connect_ray, start_local_ray, stop_local_ray
-from mtl.meta.workers import DEVICE_ENV, EvaluationError, PoolBase, WorkerCrashed, evaluate_share
+from mtl.meta.workers import DEVICE_ENV, EvaluationError, QueuedPool, WorkerCrashed, evaluate_share
 
 MAX_CRASHES = 3  # actors a candidate's share may take down before it is failed
 
@@ -57,7 +57,7 @@ class _Slot:
     job: list[tuple[Future, Candidate]] | None = None
 
 
-class RayPool(PoolBase):
+class RayPool(QueuedPool):
     """Evaluations on Ray actors. Uses the running Ray session if any, else `address`, else a local cluster.
 
     Args:
@@ -100,22 +100,6 @@ class RayPool(PoolBase):
     @property
     def num_actors(self) -> int:
         return len(self._slots)
-
-    def submit(self, candidate: Candidate) -> Future:
-        future: Future = Future()
-        self._queue.append((future, candidate))
-        return future
-
-    def as_completed(self, futures: Iterable[Future]) -> Iterator[Future]:
-        remaining = list(futures)
-        while remaining:
-            done = [f for f in remaining if f.done()]
-            for future in done:
-                remaining.remove(future)
-                yield future
-            if remaining:
-                self._dispatch()
-                self._wait()
 
     def close(self) -> None:
         while self._queue:

@@ -141,8 +141,29 @@ class _Slot:
     job: list[tuple[Future, Candidate]] | None = None  # the candidates the worker is evaluating
 
 
+class QueuedPool(PoolBase):
+    """A pool that queues submitted candidates (`self._queue`) and hands them out while waiting for
+    results: subclasses implement `_dispatch` (start queued work on idle slots) and `_wait`."""
+
+    def submit(self, candidate: Candidate) -> Future:
+        future: Future = Future()
+        self._queue.append((future, candidate))
+        return future
+
+    def as_completed(self, futures: Iterable[Future]) -> Iterator[Future]:
+        remaining = list(futures)
+        while remaining:
+            done = [f for f in remaining if f.done()]
+            for future in done:
+                remaining.remove(future)
+                yield future
+            if remaining:
+                self._dispatch()
+                self._wait()
+
+
 @BACKENDS.register("local")
-class LocalProcessPool(PoolBase):
+class LocalProcessPool(QueuedPool):
     """One spawned worker process per device; a crashed worker fails its job and is restarted.
 
     A population objective (one with `evaluate_batch`) gets the waiting candidates split evenly
@@ -165,22 +186,6 @@ class LocalProcessPool(PoolBase):
         self._slots = [_Slot(d) for d in devices]
         self._queue: collections.deque[tuple[Future, Candidate]] = collections.deque()
         self._context = get_context("spawn")
-
-    def submit(self, candidate: Candidate) -> Future:
-        future: Future = Future()
-        self._queue.append((future, candidate))
-        return future
-
-    def as_completed(self, futures: Iterable[Future]) -> Iterator[Future]:
-        remaining = list(futures)
-        while remaining:
-            done = [f for f in remaining if f.done()]
-            for future in done:
-                remaining.remove(future)
-                yield future
-            if remaining:
-                self._dispatch()
-                self._wait()
 
     def close(self) -> None:
         self.cancel_queued()
