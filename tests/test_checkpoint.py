@@ -82,3 +82,12 @@ def test_rng_state_round_trip():
     random.seed(2), np.random.seed(2), torch.manual_seed(2)
     restore_rng_state(state)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_first_save_of_a_fresh_run_warns_nothing(tmp_path, caplog):
+    """A new run's first checkpoint is not an index 'rebuilt' from the file just written (a false alarm)."""
+    store = CheckpointStore(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="mtl"):
+        store.save(_state(1), 1, metric=0.5)
+    assert caplog.text == ""
+    assert store._read_index()["best"]["metric"] == 0.5

@@ -64,8 +64,8 @@ class CheckpointStore:
             self._remove_orphans()
         payload = _serialise({"format_version": FORMAT_VERSION, "step": int(step), "state": state})
         name = f"ckpt-{int(step):09d}.pt"
+        index = self._read_index()  # before the new file exists: a first save finds no index, and no files
         atomic_write_bytes(self.folder / name, payload)
-        index = self._read_index()
         entries = [e for e in index["entries"] if e["file"] != name]
         entries.append({"file": name, "step": int(step), "sha256": _sha256(payload), "metric": metric})
         index["entries"] = sorted(entries, key=lambda e: e["step"])
