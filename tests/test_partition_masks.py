@@ -79,3 +79,23 @@ def test_int_zero_share_fixed_preset_is_a_float_partition():
     fwd, bwd = part.fractions()
     assert part.raw.dtype == np.float64
     assert np.allclose(np.diag(fwd), 0.25) and np.allclose(fwd[0, 1], 0.0) and np.allclose(np.diag(bwd), 0.25)
+
+
+def test_a_rescored_partition_file_gets_the_masks_of_its_retrain():
+    """The pipeline's proxy_scores stage re-scores saved partitions: share_fixed must be scored on its exact
+    blocks (not masks sampled from its fractions) and every file on its own mask seed, not the candidate's."""
+    from mtl.meta.partition import candidate_partition, layer_masks, partition_record
+
+    fixed = preset("share_fixed", 4, share_amt=1 / 3, seed=7)
+    params = {"partition": fixed.raw[0].tolist(), "partition_record": partition_record(fixed)}
+    rescored = candidate_partition(params, seed=12345)
+    for got, want in zip(layer_masks(rescored, 0, 32), layer_masks(fixed, 0, 32)):
+        np.testing.assert_array_equal(got, want)
+    bare = candidate_partition({"partition": fixed.raw[0].tolist()}, seed=12345)
+    assert not np.array_equal(layer_masks(bare, 0, 32)[0], layer_masks(fixed, 0, 32)[0])
+
+    searched = preset("random", 4, seed=3)
+    searched.seed = 99  # the seed its search candidate had, which its retrain samples with
+    params = {"partition": searched.raw[0].tolist(), "partition_record": partition_record(searched)}
+    np.testing.assert_array_equal(layer_masks(candidate_partition(params, seed=1), 0, 32)[0],
+                                  layer_masks(searched, 0, 32)[0])

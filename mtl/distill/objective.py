@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from mtl.distill.features import READOUTS, FeatureCache, data_folder
@@ -21,7 +20,7 @@ from mtl.distill.student import LAYOUTS, STACK_MODES, load_student_init
 from mtl.distill.teachers import load_teachers, teacher_runs
 from mtl.errors import UserError
 from mtl.meta.objectives import OBJECTIVES
-from mtl.meta.partition import Partition
+from mtl.meta.partition import candidate_partition
 from mtl.meta.space import Space
 from mtl.meta.workers import current_device
 
@@ -127,8 +126,7 @@ class ProxyObjective:
     def evaluate_batch(self, params_list: Sequence[dict], seeds: Sequence[int]) -> list[dict]:
         """Score candidates together (same batches, stacked students); one result dict each."""
         cache, init = self.load()
-        partitions = [Partition(np.asarray(p[self.param_name], dtype=np.float64), tasks=list(self.tasks), seed=int(s))
-                      for p, s in zip(params_list, seeds)]
+        partitions = [candidate_partition(p, int(s), self.tasks, self.param_name) for p, s in zip(params_list, seeds)]
         return evaluate_population(cache, partitions, list(seeds), self.schedule, max_population=self.max_population,
                                    init=init, stack=self.stack, amp=self.amp, layers=self.partition_layers)
 

@@ -24,7 +24,7 @@ from mtl.data.domains import task_families
 from mtl.errors import UserError
 from mtl.jobs.nested import run_nested
 from mtl.meta.objectives import OBJECTIVES
-from mtl.meta.partition import Partition, resolve_partition, save_partition
+from mtl.meta.partition import RECORD_KEY, candidate_partition, resolve_partition, save_partition
 from mtl.meta.space import Space
 from mtl.meta.workers import current_device
 
@@ -88,21 +88,22 @@ class TrainObjective:
         fields = option_fields(get_job("train").options_cls)
         out: dict[str, Any] = {"seed": seed}
         for name, value in params.items():
+            if name == RECORD_KEY:
+                continue  # read with "partition" below
             if name == "partition" or name == "share_amt":
                 out["model"] = "partitioned_resnet26"
                 out["partition"] = (f"share_fixed:{float(value):.6g}" if name == "share_amt"
-                                    else self._partition_file(value, seed, slug))
+                                    else self._partition_file(params, seed, slug))
             elif name in fields:
                 out[name] = value
             else:
                 raise UserError(f"train objective: searched parameter {name!r} is not a train option")
         return out
 
-    def _partition_file(self, raw, seed: int, slug: str) -> str:
-        tasks = list(self.space.tasks) or None
+    def _partition_file(self, params: dict, seed: int, slug: str) -> str:
         path = Path(self.exp_root) / self.run_id / "partitions" / f"{slug.replace('/', '_')}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_partition(Partition(np.asarray(raw, dtype=float), tasks=tasks, seed=seed), path)
+        save_partition(candidate_partition(params, seed, list(self.space.tasks) or None), path)
         return str(path)
 
     @staticmethod

@@ -237,6 +237,28 @@ def _random_raw(n: int, rng: np.random.Generator, restrict_amt: float) -> np.nda
 # --- JSON ------------------------------------------------------------------------------------
 
 
+RECORD_KEY = "partition_record"  # optional params entry: {"seed", "preset", "info"} of a partition file
+
+
+def candidate_partition(params: dict, seed: int, tasks: Sequence[str] | None = None,
+                        name: str = "partition") -> Partition:
+    """The Partition a search candidate's params describe, its masks seeded by the candidate's seed.
+
+    A candidate re-scoring a saved partition (the pipeline's proxy_scores stage) carries the file's
+    seed, preset and info under RECORD_KEY, so it is scored on the very masks its retrain uses
+    (share_fixed's exact blocks, the same sampled masks otherwise).
+    """
+    record = params.get(RECORD_KEY) or {}
+    return Partition(np.asarray(params[name], dtype=np.float64), tasks=list(tasks) if tasks else None,
+                     seed=int(record.get("seed", seed)), preset=record.get("preset"),
+                     info=dict(record.get("info") or {}))
+
+
+def partition_record(partition: Partition) -> dict:
+    """What `candidate_partition` needs besides the raw values to rebuild `partition`'s masks."""
+    return {"seed": int(partition.seed), "preset": partition.preset, "info": dict(partition.info)}
+
+
 def to_json_dict(partition: Partition) -> dict:
     """The JSON form a search writes (`--partition FILE.json`); fractions are for readers only."""
     fracs = [partition.fractions(u) for u in range(partition.num_unique)]
