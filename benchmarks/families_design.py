@@ -7,8 +7,8 @@ Every partition gives each task half of every last-stage conv's channels (the or
 rows differ only in *what* is shared:
 - families: the oracle (each family its own half, nothing shared across families);
 - share_fixed s=1/3: a private sixth per task plus one third common to all four tasks (the original's blocks);
-- wrong pairs (x2): the oracle's shape with the two other pairings of the tasks (each block shared by one
-  task of each family);
+- wrong pairs (x2): the oracle's shape with the two other pairings of the tasks (`crossed_families`: each
+  block shared by one task of each family);
 - random (one per seed): pairwise overlaps drawn uniformly, seeded by the training seed.
 Each is one `main.py --config exp.families` training per seed (two at a time, one thread each), with
 `--steps` split into three rounds and the LR dropped at 3/4. Prints a markdown table of mean
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mtl.data.domains import get_dataset, task_families  # noqa: E402
-from mtl.meta.partition import Partition, preset, save_partition  # noqa: E402
+from mtl.meta.partition import Partition, crossed_families, preset, save_partition  # noqa: E402
 
 DATASET = "mini_families"
 
@@ -44,7 +44,9 @@ def partitions(folder: Path, seeds: list[int]) -> dict[tuple[str, str], list[tup
     families = task_families(DATASET, tasks)
     folder.mkdir(parents=True, exist_ok=True)
     rows = {("families", "families"): "families", ("share_fixed s=1/3", "share_fixed"): "share_fixed:0.3333"}
-    for k, pairing in enumerate(_other_pairings(families)):
+    for k in range(2):
+        pairing = crossed_families(families, k)
+        assert pairing is not None, "this design check is written for two families of two tasks"
         path = folder / f"wrong{k + 1}.json"
         _save(preset("families", len(tasks), families=pairing), tasks, path)
         rows[(f"wrong pairs {k + 1}", f"wrong{k + 1}")] = str(path)
@@ -58,20 +60,6 @@ def partitions(folder: Path, seeds: list[int]) -> dict[tuple[str, str], list[tup
         path = folder / f"random_s{s}.json"
         _save(Partition(raw, seed=s), tasks, path)
         out[("random", "random")].append((s, str(path)))
-    return out
-
-
-def _other_pairings(families: list[str]) -> list[list[str]]:
-    """The two pairings of four tasks in two families of two that pair tasks of different families."""
-    first = [i for i, f in enumerate(families) if f == families[0]]
-    second = [i for i, f in enumerate(families) if f != families[0]]
-    assert len(first) == len(second) == 2, "this design check is written for two families of two tasks"
-    out = []
-    for partner in (second, second[::-1]):
-        groups = [""] * len(families)
-        for g, (a, b) in enumerate(zip(first, partner)):
-            groups[a] = groups[b] = f"g{g}"
-        out.append(groups)
     return out
 
 

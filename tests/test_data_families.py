@@ -78,3 +78,18 @@ def test_families_preset_needs_families():
         resolve_partition("families", ["digits", "colors"], families=["", ""])
     with pytest.raises(UserError, match="at least two families"):
         preset("families", 2, families=["a", "a"])
+
+
+def test_crossed_families_put_one_task_of_each_family_in_every_group():
+    from mtl.meta.partition import crossed_families
+
+    families = ["a", "b", "a", "b"]
+    assert crossed_families(families, 0) == ["crossed0", "crossed0", "crossed1", "crossed1"]
+    assert crossed_families(families, 1) == ["crossed0", "crossed1", "crossed1", "crossed0"]
+    three = ["a", "b", "c"] * 3
+    for shift in range(3):
+        groups = crossed_families(three, shift)
+        for g in set(groups):
+            assert sorted(f for f, x in zip(three, groups) if x == g) == ["a", "b", "c"]
+    assert len({tuple(crossed_families(three, s)) for s in range(3)}) == 3
+    assert crossed_families(["a", "a", "b"]) is None  # unequal families: no crossed layout

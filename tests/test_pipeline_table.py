@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from mtl.jobs.pipeline_table import build_table, render_table, summarize_table, variant_row
+from mtl.data.domains import task_families
 from mtl.meta.partition import Partition, preset
 from mtl.meta.report import partition_figure
-from mtl.meta.structure import realised_masks
+from mtl.meta.structure import family_overlap, realised_masks
 from mtl.models.factory import build_model
 
 TASKS = ["a", "b"]
@@ -86,8 +87,12 @@ def test_equal_size_sample_has_one_resource_level_and_the_oracle():
     opts = build_options(ProxyValidationOptions, dict(spec.options), "test")
     tasks = opts.task_names()
     candidates = sample_candidates(opts, tasks)
-    assert [c["id"] for c in candidates[:2]] == ["families", "share_fixed_0.33"]
-    assert len(candidates) == 2 + opts.num_partitions
+    assert [c["id"] for c in candidates[:4]] == ["families", "crossed_1", "crossed_2", "share_fixed_0.33"]
+    assert len(candidates) == 4 + opts.num_partitions
+    families = task_families("mini_families", tasks)
+    for c in candidates[1:3]:  # the oracle's shape on wrong pairs: every block holds one task of each family
+        overlap = family_overlap(c["partition"], families, 32)
+        assert overlap["within"] == 0.0 and overlap["cross"] == pytest.approx(0.25)
     for c in candidates:
         assert c["partition"].channel_use() == pytest.approx([0.5] * 4)
         used = realised_masks(c["partition"], 32)[0].sum(axis=1)

@@ -14,7 +14,6 @@ exp/<id>/teachers/<task>) unless --teachers names them.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +26,7 @@ from mtl.jobs import get_job, register_job
 from mtl.jobs.context import JobContext
 from mtl.jobs.nested import run_nested
 from mtl.jobs.proxy_validation_options import ProxyValidationOptions
-from mtl.meta.partition import Partition, preset, save_partition
+from mtl.meta.partition import Partition, crossed_families, preset, save_partition
 from mtl.meta.space import PartitionBlock
 from mtl.util.atomic import atomic_write_json
 
@@ -95,7 +94,8 @@ def sample_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> list[di
 
 def equal_size_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> list[dict]:
     """Partitions in which every task uses the same fraction f of the channels: the presets of that size
-    (the families oracle when f = 1/K, share_fixed, independent when f = 1/N), then `num_partitions`
+    (the families oracle when f = 1/K and its shape on groups that cross the families, share_fixed,
+    independent when f = 1/N), then `num_partitions`
     seeded draws of the pairwise sharing alone (forward overlaps uniform in their feasible interval,
     backward = forward)."""
     n, families = len(tasks), task_families(opts.dataset, tasks)
@@ -104,6 +104,10 @@ def equal_size_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> lis
     presets = {}
     if kinds > 1 and abs(f - 1.0 / kinds) < 1e-9:
         presets["families"] = preset("families", n, seed=opts.partition_seed, families=families)
+        for shift in range(kinds):  # the oracle's shape on the wrong groups: what the proxy must rank lower
+            crossed = crossed_families(families, shift)
+            if crossed is not None:
+                presets[f"crossed_{shift + 1}"] = preset("families", n, seed=opts.partition_seed, families=crossed)
     if f >= 1.0 / n:
         share = (f - 1.0 / n) / (1.0 - 1.0 / n)
         presets[f"share_fixed_{share:.2g}"] = preset("share_fixed", n, share_amt=share, seed=opts.partition_seed)

@@ -196,6 +196,25 @@ def family_fractions(families: Sequence[str] | None, num_tasks: int) -> np.ndarr
     return same / len(names)
 
 
+def crossed_families(families: Sequence[str], shift: int = 0) -> list[str] | None:
+    """The families oracle's shape with every group crossing the families: for K families of K tasks each,
+    group g holds the task of index (g + shift * family index) mod K of every family, so each group has one
+    task of each family (K = 2, shifts 0 and 1: the two wrong pairings). None for other layouts.
+
+    A reference for what sharing the *wrong* tasks costs at the oracle's size; `preset("families", n,
+    families=crossed_families(...))` builds it."""
+    names = list(dict.fromkeys(families))
+    members = {f: [i for i, g in enumerate(families) if g == f] for f in names}
+    k = len(names)
+    if k < 2 or any(len(m) != k for m in members.values()):
+        return None
+    groups = [""] * len(families)
+    for family_index, f in enumerate(names):
+        for position, task in enumerate(members[f]):
+            groups[task] = f"crossed{(position + shift * family_index) % k}"
+    return groups
+
+
 def share_fixed_masks(num_tasks: int, channels: int, share_amt: float) -> np.ndarray:
     """The original's share_fixed masks, bool [N, C] (forward = backward): task i owns the block
     [i a, (i + 1) a) with a = floor(C (1 - s) / N), and every task uses the common block of the
