@@ -12,7 +12,7 @@ rows differ only in *what* is shared:
 - random (one per seed): pairwise overlaps drawn uniformly, seeded by the training seed.
 Each is one `main.py --config exp.families` training per seed (two at a time, one thread each), with
 `--steps` split into three rounds and the LR dropped at 3/4. Prints a markdown table of mean
-validation accuracy (mean ± std over seeds, per-task means) and writes <exp_root>/design.json.
+validation accuracy (mean ± std over seeds, per-task means) and writes <exp_root>/design_seeds_<seeds>.json.
 A finished run is reread, not retrained.
 """
 
@@ -68,13 +68,13 @@ def _save(partition: Partition, tasks: list[str], path: Path) -> None:
     save_partition(partition, path)
 
 
-def train(exp_root: Path, name: str, partition: str, seed: int, steps: int) -> dict:
-    """One exp.families training (or its finished results)."""
+def train(exp_root: Path, name: str, partition: str, seed: int, steps: int, extra: list[str]) -> dict:
+    """One exp.families training (or its finished results); `extra`: more main.py options."""
     results = exp_root / name / "results.json"
     if not results.exists():
         args = ["-e", name, "--exp_root", str(exp_root), "--config", "exp.families", "--partition", partition,
                 "--seed", str(seed), "--num_rounds", "3", "--train_iters", str(steps // 3),
-                "--lr_drop_steps", f"[{steps * 3 // 4}]"]
+                "--lr_drop_steps", f"[{steps * 3 // 4}]", *extra]
         with open(exp_root / f"{name}.out", "w") as out:
             subprocess.run([sys.executable, str(REPO / "main.py"), *args], stdout=out, stderr=subprocess.STDOUT,
                            check=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -100,20 +100,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1200, help="training steps (three rounds)")
     parser.add_argument("--exp_root", default="exp/families_design")
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--set", nargs="*", default=[], metavar="OPTION=VALUE",
+                        help="more exp.families options, e.g. width=0.0625 (name the exp_root after them)")
     args = parser.parse_args(argv)
+    extra = [a for item in args.set for a in (f"--{item.split('=', 1)[0]}", item.split("=", 1)[1])]
     seeds = [int(s) for s in args.seeds.split(",")]
     exp_root = Path(args.exp_root).resolve()
     plan = partitions(exp_root / "partitions", seeds)
     jobs = [(row, f"{slug}_{args.steps}_s{s}", value, s) for (row, slug), runs in plan.items() for s, value in runs]
     with ThreadPoolExecutor(args.parallel) as pool:
-        done = list(pool.map(lambda j: (j[0], train(exp_root, j[1], j[2], j[3], args.steps)), jobs))
+        done = list(pool.map(lambda j: (j[0], train(exp_root, j[1], j[2], j[3], args.steps, extra)), jobs))
     results: dict[str, list[dict]] = {}
     for row, result in done:
         results.setdefault(row, []).append(result)
     seeds_of = {row: [s for s, _ in runs] for (row, _), runs in plan.items()}
     summary = {row: [{"seed": s, "mean_val_accuracy": r["mean_val_accuracy"], "val_accuracy": r["val_accuracy"]}
                      for s, r in zip(seeds_of[row], runs)] for row, runs in results.items()}
-    (exp_root / "design.json").write_text(json.dumps({"steps": args.steps, "seeds": seeds, "rows": summary}, indent=1))
+    record = {"steps": args.steps, "seeds": seeds, "options": args.set, "rows": summary}
+    (exp_root / f"design_seeds_{args.seeds.replace(',', '_')}.json").write_text(json.dumps(record, indent=1))
     print(table(results))
 
 

@@ -45,3 +45,31 @@ def test_pool_throughput_prints_a_rate_per_backend():
                "--val_images", "4", "--width", "0.125", "--input_res", "16", "--tasks", "2")
     rows = [line.split() for line in out.splitlines() if line.startswith(("inprocess", "local", "ray"))]
     assert [r[0] for r in rows] == ["inprocess", "local", "ray"] and all(float(r[1]) > 0 for r in rows)
+
+
+def test_families_design_rows_share_one_size_and_differ_in_structure(tmp_path):
+    """The design check's rows: all at half of the channels; the wrong pairs share only across families."""
+    import importlib.util
+
+    import numpy as np
+
+    from mtl.data.domains import task_families
+    from mtl.meta.partition import resolve_partition
+    from mtl.meta.structure import family_overlap
+
+    spec = importlib.util.spec_from_file_location("families_design", REPO / "benchmarks" / "families_design.py")
+    design = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(design)
+    plan = design.partitions(tmp_path, [0, 1])
+    assert [row for row, _ in plan] == ["families", "share_fixed s=1/3", "wrong pairs 1", "wrong pairs 2", "random"]
+    tasks = ["digits", "photos", "mnist", "photo_details"]
+    families = task_families("mini_families", tasks)
+    overlaps = {}
+    for (row, _), runs in plan.items():
+        assert [s for s, _ in runs] == [0, 1]
+        for _, value in runs:
+            partition = resolve_partition(value, tasks, families=families)
+            assert np.allclose(partition.channel_use(), 0.5, atol=0.02)
+            overlaps[row] = family_overlap(partition, families, 32)
+    assert overlaps["families"]["cross"] == 0.0 and overlaps["wrong pairs 1"]["within"] == 0.0
+    assert overlaps["wrong pairs 2"]["within"] == 0.0
