@@ -35,7 +35,9 @@ class TrainOptions(RunOptions):
                                "BatchNorms, the final BN always trains", choices=("original", "own"))
     partition: str = option("share_all", "partition: share_all, independent, share_fwd_only, "
                             "share_fixed:S, random, or a partition .json file")
-    partition_layers: str = option("last_stage_conv1", "partitioned layers: last_stage_conv1, last_stage, all")
+    partition_layers: str = option("last_stage_conv1", "partitioned layers: last_stage_conv1 (the original's with "
+                                   "last_third_only), all_stages_conv1 (the original's without), last_stage, all",
+                                   choices=("last_stage_conv1", "all_stages_conv1", "last_stage", "all"))
     exec_mode: str = option("sliced", "partitioned execution: sliced (fast) or masked (same results)",
                             resume_safe=True, choices=("sliced", "masked"))
     partition_seed: int = option(0, "seed of the mask sampler (and of the random partition)")
