@@ -57,9 +57,7 @@ class Runner(MetaOptimizer):
 
 
 def _per_task(variants: Mapping[str, Mapping[str, Any]], tasks: Sequence[str]) -> dict[str, dict]:
-    """Each variant once per task: `<task>_<variant>` (or `<task>` for the variant named "-"), with
-    task_choice = that task."""
+    """Each variant once per task, named `<task>_<variant>`, with task_choice = that task."""
     if not tasks:
         raise UserError("runner per_task needs the tasks (--task_choice)")
-    return {(task if name == "-" else f"{task}_{name}"): {**params, "task_choice": task}
-            for task in tasks for name, params in variants.items()}
+    return {f"{task}_{name}": {**params, "task_choice": task} for task in tasks for name, params in variants.items()}
