@@ -166,3 +166,11 @@ def test_registry_lists_the_optimizers():
     assert OPTIMIZERS.available() == ["es", "es_multiobjective", "grid", "nevergrad", "random", "runner"]
     with pytest.raises(KeyError, match="did you mean 'grid'"):
         OPTIMIZERS.get("gird")
+
+
+def test_runner_per_task_runs_each_variant_once_per_task_over_an_empty_space():
+    runner = create_optimizer("runner", Space(()), seed=1, variants={"a": {}, "b": {"lr": 0.1}}, trials=2,
+                              per_task=True, tasks=["x", "y"])
+    pop = runner.ask()
+    assert [c.id for c in pop[:4]] == ["trial_0/x_a", "trial_0/x_b", "trial_0/y_a", "trial_0/y_b"]
+    assert pop[3].params == {"lr": 0.1, "task_choice": "y"} and len(pop) == 8 and pop[0].vector == ()

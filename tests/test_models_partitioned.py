@@ -158,5 +158,48 @@ def test_per_block_partitions_and_bad_partitions():
         _model(exec_mode="fast")
 
 
+def test_all_stages_conv1_masks_each_blocks_first_conv_in_every_stage():
+    """The original's layout without last_third_only: the first conv of every block of all three
+    stages is masked (12 convs at widths 64/128/256 x width); the stem, every second conv and the
+    residual stream stay full width."""
+    model = _model("independent", layers="all_stages_conv1", exec_mode="masked")
+    widths = [16, 32, 64]  # 64/128/256 at width 0.25
+    assert sorted(k for k in model.state_dict() if k.startswith("masks_")) == [f"masks_u0_c{c}" for c in widths]
+    for c in widths:
+        fwd, bwd = model.masks(0, c)
+        assert fwd.shape == bwd.shape == (3, c) and fwd.dtype == torch.bool
+        assert (fwd.sum(1) - c / 3).abs().max() <= 1 and torch.equal(fwd, bwd)  # a third each, all updated
+    for task in range(3):
+        convs = model.conv_masks(task)
+        assert convs[0][1].all() and convs[0][2].all()  # the stem
+        blocks = [b for stage in model.stages for b in stage]
+        assert len(convs) == 1 + 2 * len(blocks) == 25
+        for k, block in enumerate(blocks):
+            (conv1, rows1, cols1), (conv2, rows2, cols2) = convs[1 + 2 * k], convs[2 + 2 * k]
+            assert conv1 is block.conv1 and conv2 is block.conv2
+            assert torch.equal(rows1, model.masks(0, block.c_out)[0][task]) and cols1.all()
+            assert rows2.all() and torch.equal(cols2, rows1)
+
+
+def test_all_stages_conv1_restricts_updates_in_every_stage():
+    model = _model("independent", layers="all_stages_conv1")
+    _, grads = _run(model, "sliced", task="a")
+    for stage in model.stages:
+        for block in stage:
+            _, bwd = model.masks(0, block.c_out)
+            rows = grads[_name(model, block.conv1.weight)].flatten(1).abs().sum(1)
+            assert (rows[~bwd[0]] == 0).all() and (rows[bwd[0]] > 0).all()
+    assert (grads[_name(model, model.stem.weight)].flatten(1).abs().sum(1) > 0).all()
+    per_block = _model(preset("random", 3, num_unique=12, seed=1), layers="all_stages_conv1")
+    assert len([k for k in per_block.state_dict() if k.startswith("masks_")]) == 12
+
+
+def test_train_options_offer_every_layout():
+    from mtl.config.options import option_fields
+    from mtl.jobs.train_options import TrainOptions
+
+    assert option_fields(TrainOptions)["partition_layers"].metadata["choices"] == LAYOUTS
+
+
 def _name(model, param):
     return next(n for n, p in model.named_parameters() if p is param)

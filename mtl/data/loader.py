@@ -19,7 +19,7 @@ import torch
 
 from mtl.data import augment
 from mtl.data.domains import get_dataset
-from mtl.data.sampling import IndexStream, choose_domain, domain_probabilities, generator_for
+from mtl.data.sampling import IndexStream, choose_domain, domain_probabilities, fixed_domain, generator_for
 from mtl.data.store import DomainFile, SplitData, domain_file_path
 
 STATE_VERSION = 1
@@ -66,26 +66,30 @@ class MultiDomainLoader:
         batch_size: images per batch.
         device: where batches are delivered (and augmented).
         seed: stream seed (domains, indices and augmentation all derive from it).
-        policy: "uniform", "proportional" or "train_accuracy" (see mtl.data.sampling).
+        policy: "uniform", "proportional", "train_accuracy" or "fixed" (see mtl.data.sampling).
         split: split to train on (normally "train").
         train_on_valid: train on train + val, as the decathlon rules allow.
         augment: apply the training augmentation (else only resize + normalize).
         input_res: working resolution; below 72 the batch is downscaled on the device (CPU demos).
         prefetch: batches read ahead in a background thread (0 = read on demand).
         in_memory: copy the images into RAM instead of memory-mapping the files.
+        curriculum: (temperature, bias) of the train_accuracy policy; None = the original's defaults.
+        order: domain positions the "fixed" policy cycles through; None = round robin.
     """
 
     def __init__(self, data_dir: str | Path, domains: Sequence[str], *, batch_size: int = 64,
                  device: str | torch.device = "cpu", seed: int = 0, policy: str = "uniform",
                  split: str = "train", train_on_valid: bool = False, augment: bool = True,
                  input_res: int = 72, prefetch: int = 2, in_memory: bool = False,
-                 curriculum: tuple[float, float] | None = None):
+                 curriculum: tuple[float, float] | None = None, order: Sequence[int] | None = None):
         if not domains:
             raise ValueError("MultiDomainLoader needs at least one domain")
         self.domains = list(domains)
         self.batch_size, self.seed, self.policy = int(batch_size), int(seed), policy
-        # (temperature, bias) of the train_accuracy policy; None = the original's defaults
         self.curriculum = {} if curriculum is None else {"temperature": curriculum[0], "bias": curriculum[1]}
+        self.order = None if order is None else [int(k) for k in order]
+        if self.order is not None and not all(0 <= k < len(self.domains) for k in self.order):
+            raise ValueError(f"order positions must be in 0..{len(self.domains) - 1}")
         self.device = torch.device(device)
         self.augment, self.input_res, self.prefetch = augment, int(input_res), int(prefetch)
         splits = [split, "val"] if train_on_valid and split == "train" else [split]
@@ -111,7 +115,7 @@ class MultiDomainLoader:
 
     def probabilities(self) -> dict[str, float]:
         """Current sampling probability per domain."""
-        return dict(zip(self.domains, domain_probabilities(self.policy, self.sizes, self.accuracies, **self.curriculum)))
+        return dict(zip(self.domains, self._probabilities()))
 
     def update_task_accuracy(self, domain: str, accuracy: float) -> None:
         """Feed a domain's latest training accuracy (fraction in [0, 1]) to the train_accuracy policy.
@@ -176,12 +180,17 @@ class MultiDomainLoader:
         """Plan (and start reading) batches until `prefetch` are ahead, or the next one on demand."""
         while len(self._planned) < max(1, self.prefetch):
             step = self.step + len(self._planned)
-            probabilities = domain_probabilities(self.policy, self.sizes, self.accuracies, **self.curriculum)
-            k = choose_domain(probabilities, self.seed, step)
+            if self.policy == "fixed":
+                k = fixed_domain(self.order, len(self.domains), step)
+            else:
+                k = choose_domain(self._probabilities(), self.seed, step)
             indices = self.streams[k].take(self.batch_size)
             self._planned.append((step, k, indices))
             if self._executor:
                 self._reads.append(self._submit(k, indices))
+
+    def _probabilities(self) -> list[float]:
+        return domain_probabilities(self.policy, self.sizes, self.accuracies, order=self.order, **self.curriculum)
 
     def _submit(self, k: int, indices: np.ndarray) -> Future:
         return self._executor.submit(self._read, k, indices)

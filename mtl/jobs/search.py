@@ -91,9 +91,9 @@ def build_space(opts: SearchOptions) -> Space:
         except OSError as err:
             raise UserError(f"--hyperparameters_file {opts.hyperparameters_file}: {err.strerror}.") from None
     blocks += parse_hyperparameters("\n".join(lines))
-    if not blocks:
+    if not blocks and opts.optimizer != "runner":
         raise UserError("the search space is empty: search the partition (--search_partition true) and/or give "
-                        "--hyperparameters / --hyperparameters_file.")
+                        "--hyperparameters / --hyperparameters_file (only --optimizer runner needs none).")
     return Space(tuple(blocks))
 
 
@@ -115,6 +115,8 @@ def build_optimizer(opts: SearchOptions, space: Space, planned_budget: int | Non
                     "budget": opts.nevergrad_budget or planned_budget or opts.budget}
     else:
         settings = coerce_settings(opts.optimizer_options, _optimizer_hints(opts.optimizer), "optimizer_options")
+        if opts.optimizer == "runner":
+            settings.setdefault("tasks", opts.task_names())  # crossed with the variants when per_task
     try:
         return create_optimizer(opts.optimizer, space, seed=opts.seed, **settings)
     except (TypeError, ValueError) as err:

@@ -35,7 +35,9 @@ class TrainOptions(RunOptions):
                                "BatchNorms, the final BN always trains", choices=("original", "own"))
     partition: str = option("share_all", "partition: share_all, independent, share_fwd_only, "
                             "share_fixed:S, random, or a partition .json file")
-    partition_layers: str = option("last_stage_conv1", "partitioned layers: last_stage_conv1, last_stage, all")
+    partition_layers: str = option("last_stage_conv1", "partitioned layers: last_stage_conv1 (the original's with "
+                                   "last_third_only), all_stages_conv1 (the original's without), last_stage, all",
+                                   choices=("last_stage_conv1", "all_stages_conv1", "last_stage", "all"))
     exec_mode: str = option("sliced", "partitioned execution: sliced (fast) or masked (same results)",
                             resume_safe=True, choices=("sliced", "masked"))
     partition_seed: int = option(0, "seed of the mask sampler (and of the random partition)")
@@ -51,8 +53,12 @@ class TrainOptions(RunOptions):
     weight_decay: float = option(1e-4, "weight decay", at_least=0)
     lr_drop_steps: list[int] = option([150000], "global steps at which the LR is divided by lr_drop_factor")
     lr_drop_factor: float = option(10.0, "LR divisor at each drop", above=0)
-    curriculum: str = option("train_accuracy", "task sampling: uniform, proportional, train_accuracy",
-                             choices=("uniform", "proportional", "train_accuracy"))
+    curriculum: str = option("train_accuracy", "task sampling: uniform (random, equal odds), proportional, "
+                             "train_accuracy, or fixed (--curriculum_order cycled by the global step)",
+                             choices=("uniform", "proportional", "train_accuracy", "fixed"))
+    curriculum_order: str = option("", "fixed curriculum: a .npy (the original's dec_order.npy) or .json file of "
+                                   "task positions (0-based, in --task_choice order); empty = round robin "
+                                   "(the original's uniform curriculum)")
     curriculum_temperature: float = option(0.3, "train_accuracy curriculum: p ∝ (1 - acc + bias)^(1/temperature)")
     curriculum_bias: float = option(0.15, "train_accuracy curriculum: the bias above (the original's curriculum_bias)")
     clip_grad: float = option(0.0, "clip each step's gradient norm (over the stepping task's parameters) to this; "
@@ -81,6 +87,8 @@ class TrainOptions(RunOptions):
         check_data(self.dataset, self.data_dir, self.task_names())
         if self.model.startswith("partitioned"):
             check_partition(self.partition, self.task_names())
+        if self.curriculum_order:
+            self.task_order()
 
     def validate(self) -> None:
         super().validate()
@@ -91,6 +99,9 @@ class TrainOptions(RunOptions):
             raise UserError(f"--dropout must be in [0, 1) (got {self.dropout}).")
         if self.lr <= 0 or self.width <= 0 or self.curriculum_temperature <= 0:
             raise UserError("--lr, --width and --curriculum_temperature must be positive.")
+        if self.curriculum_order and self.curriculum != "fixed":
+            raise UserError(f"--curriculum_order is only read by --curriculum fixed (got --curriculum "
+                            f"{self.curriculum}); add --curriculum fixed or drop --curriculum_order.")
         self.task_names()
         self._validate_model_and_method()
 
@@ -111,6 +122,17 @@ class TrainOptions(RunOptions):
         if method.uses_task_optimizers and self.grad_source != "shared":
             raise UserError(f"--grad_source {self.grad_source} has no effect with --mtl_method "
                             f"{self.mtl_method} (each task steps its own optimizer on its own gradient).")
+
+    def task_order(self) -> list[int] | None:
+        """The fixed curriculum's task positions (None: round robin); UserError for a bad file."""
+        if not self.curriculum_order:
+            return None
+        from mtl.data.sampling import load_task_order
+
+        try:
+            return load_task_order(self.curriculum_order, len(self.task_names()))
+        except ValueError as exc:
+            raise UserError(f"--curriculum_order: {exc}.") from exc
 
     def task_names(self) -> list[str]:
         """The chosen domains, in task order; UserError for a bad --task_choice."""

@@ -4,8 +4,9 @@ Here only the test objectives live (no training): `DebugObjective` (a known opti
 noise — the original's worker_mode=debug, reference/original-system.md §3.4) and `FlakyObjective`,
 a fault injector for testing retries (killing the search itself: MTL_FAULT=KILL@search_record=K).
 Objectives that train register themselves from their own modules, imported on first use by
-`get_objective`: "proxy" (mtl/distill, the distillation proxy) and "train" (mtl/jobs/objectives.py,
-a full training run per candidate). A class may also be an objective with `evaluate_batch(params_list,
+`get_objective`: "proxy" (mtl/distill, the distillation proxy), "train" (mtl/jobs/objectives.py,
+a full training run per candidate) and "search" (mtl/jobs/search_objective.py, a search run per
+candidate). A class may also be an objective with `evaluate_batch(params_list,
 seeds)`: the in-process and local pools then hand it whole populations.
 
 Result keys: `score` (float, higher is better), `per_task` ({task: float}), `resource` (float, mean
@@ -31,6 +32,7 @@ OBJECTIVES = Registry("objective")
 _OBJECTIVE_MODULES = {
     "proxy": "mtl.distill.proxy",
     "train": "mtl.jobs.objectives",
+    "search": "mtl.jobs.search_objective",
 }
 
 Objective = Callable[[dict, int], dict]

@@ -205,11 +205,11 @@ def _log_generation(generation: int, evaluations: list[Evaluation], store: Resul
     resources = [e.resource for e in ok if e.resource is not None]
     if resources:
         writer.add_scalar("search/resource_mean", sum(resources) / len(resources), step)
-    for task in ok[0].resource_per_task if ok else ():
-        writer.add_scalar(f"search/resource/{task}", sum(e.resource_per_task[task] for e in ok) / len(ok), step)
-    for task in ok[0].per_task if ok else ():
-        values = [e.per_task[task] for e in ok if task in e.per_task]
-        writer.add_scalar(f"search/score/{task}", sum(values) / len(values), step)
+    for key, tag in (("resource_per_task", "resource"), ("per_task", "score")):
+        # each task over the evaluations that have it (a runner's variants may cover different tasks)
+        for task in dict.fromkeys(t for e in ok for t in getattr(e, key)):
+            values = [getattr(e, key)[task] for e in ok if task in getattr(e, key)]
+            writer.add_scalar(f"search/{tag}/{task}", sum(values) / len(values), step)
 
 
 def summarize(store: ResultsStore, generations: int, reason: str = "") -> dict:

@@ -170,7 +170,10 @@ Block = Hyperparameter | PartitionBlock
 
 @dataclass(frozen=True)
 class Space:
-    """An ordered list of blocks; a point is a flat unit vector (`dim` long) or a params dict."""
+    """An ordered list of blocks; a point is a flat unit vector (`dim` long) or a params dict.
+
+    Empty (dim 0) only for the runner, whose variants are fixed option sets (the search job refuses
+    it for every other optimizer)."""
 
     blocks: tuple[Block, ...] = field(default_factory=tuple)
 
@@ -181,8 +184,6 @@ class Space:
             raise UserError(f"search space has duplicate names: {names}")
         if sum(isinstance(b, PartitionBlock) for b in self.blocks) > 1:
             raise UserError("search space: at most one partition block")
-        if not self.blocks:
-            raise UserError("search space is empty")
 
     @property
     def dim(self) -> int:
@@ -209,10 +210,10 @@ class Space:
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         """A random point: partitions by the "restrict" draw, hyperparameters uniform in unit coordinates."""
         parts = [b.sample(rng) if isinstance(b, PartitionBlock) else rng.uniform(size=1) for b in self.blocks]
-        return np.concatenate(parts)
+        return np.concatenate([np.zeros(0), *parts])
 
     def default(self) -> np.ndarray:
-        return np.concatenate([np.atleast_1d(b.default_unit()) for b in self.blocks])
+        return np.concatenate([np.zeros(0), *(np.atleast_1d(b.default_unit()) for b in self.blocks)])
 
     def to_params(self, u: np.ndarray) -> dict[str, Any]:
         """Unit vector -> {name: value}: raw [2,N,N] lists for a partition, numbers for hyperparameters."""
@@ -226,7 +227,7 @@ class Space:
         missing = [b.name for b in self.blocks if b.name not in params]
         if missing:
             raise UserError(f"params lack {missing} (space has {[b.name for b in self.blocks]})")
-        return np.concatenate([np.atleast_1d(b.to_unit(params[b.name])) for b in self.blocks])
+        return np.concatenate([np.zeros(0), *(np.atleast_1d(b.to_unit(params[b.name])) for b in self.blocks)])
 
     def penalty_mask(self) -> np.ndarray:
         """0/1 over coordinates: the forward diagonal (what the resource regularizer acts on)."""

@@ -34,7 +34,7 @@ def build_model(name: str, tasks: Sequence[Any], **opts: Any) -> nn.Module:
         tasks: task specs in model order (DomainSpec-like objects or (name, num_classes) pairs).
         **opts: builder options. ResNet-26: width (1.0), dropout (0.0), last_third_only (False).
             Partitioned: partition (preset name, "share_fixed:0.5", JSON path or Partition;
-            default "share_all"), partition_layers ("last_stage_conv1" | "last_stage" | "all"),
+            default "share_all"), partition_layers (one of `mtl.models.partitioned.LAYOUTS`),
             exec_mode ("sliced" | "masked"), partition_seed (0; seed of `random` and of the sampler
             for presets), share_amt (0.75).
 

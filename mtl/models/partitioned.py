@@ -1,7 +1,10 @@
 """Partitioned ResNet-26: each task uses (forward) and updates (backward) its own channel masks.
 
 Which layers are partitioned (`layers`):
-    last_stage_conv1  the first conv of every block of the last stage (the original system's choice);
+    last_stage_conv1  the first conv of every block of the last stage (the original system's choice
+                      with last_third_only);
+    all_stages_conv1  the first conv of every block of every stage (the original's choice without
+                      last_third_only; its stem is never masked);
     last_stage        every conv of the last stage, and the residual stream inside it;
     all               every conv of the network, the residual stream and the head input.
 One partition (U = 1) serves every partitioned block, with masks sampled once per channel width;
@@ -28,7 +31,9 @@ from mtl.models import channels as ch
 from mtl.models.factory import MODELS, task_specs
 from mtl.models.resnet import ResNet26
 
-LAYOUTS = ("last_stage_conv1", "last_stage", "all")
+LAYOUTS = ("last_stage_conv1", "all_stages_conv1", "last_stage", "all")
+CONV1_ONLY = ("last_stage_conv1", "all_stages_conv1")  # the block input and output stay full width
+ALL_STAGES = ("all_stages_conv1", "all")
 EXEC_MODES = ("sliced", "masked")
 
 
@@ -122,7 +127,7 @@ class PartitionedResNet26(ResNet26):
         }
 
     def _partitioned_blocks(self) -> list[tuple[int, int]]:
-        stages = range(len(self.stages)) if self.layers == "all" else [len(self.stages) - 1]
+        stages = range(len(self.stages)) if self.layers in ALL_STAGES else [len(self.stages) - 1]
         return [(s, b) for s in stages for b in range(len(self.stages[s]))]
 
     def _sites(self, num_unique: int) -> list[tuple[int, int]]:
@@ -152,7 +157,7 @@ class PartitionedResNet26(ResNet26):
 
     def _build_plan(self, i: int, mode: str) -> ch.NetPlan:
         unique = self.partition_raw.shape[0]
-        outer = self.layers != "last_stage_conv1"
+        outer = self.layers not in CONV1_ONLY
         blocks = [[ch.FULL_BLOCK] * len(stage) for stage in self.stages]
         stem = self._sel(i, 0, self.stem.out_channels, mode) if self.layers == "all" else None
         prev = stem

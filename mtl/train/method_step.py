@@ -74,6 +74,7 @@ class NaiveSteps:
                            for t in tasks}
         self.loader = MultiDomainLoader(folder, tasks, seed=opts.seed, policy=opts.curriculum,
                                         curriculum=(opts.curriculum_temperature, opts.curriculum_bias),
+                                        order=opts.task_order() if opts.curriculum == "fixed" else None,
                                         **_loader_kwargs(opts, device))
         self.clip_grad = opts.clip_grad
         self.set_to_none = getattr(model, "zero_grads_to_none", True)

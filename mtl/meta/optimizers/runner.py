@@ -2,12 +2,14 @@
 
 Like the original's `runner` (reference/original-system.md §3.10): candidate ids are
 `trial_<k>/<variant>`, and all variants of trial k share one seed (common random numbers).
-Variants are params dicts, checked against the space.
+Variants are params dicts, checked against the space; keys outside it pass to the objective as they
+are (the train objective: train options). With `per_task` every variant runs once per task, as
+`<task>_<variant>` with `task_choice` set to that task (the original's single_task_baselines list).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from mtl.errors import UserError
 from mtl.meta.optimizers.base import OPTIMIZERS, Candidate, MetaOptimizer, derive_seed
@@ -21,10 +23,13 @@ class Runner(MetaOptimizer):
     name = "runner"
 
     def __init__(self, space: Space, seed: int = 0, variants: Mapping[str, Mapping[str, Any]] | None = None,
-                 trials: int = 1):
+                 trials: int = 1, per_task: bool = False, tasks: Sequence[str] = ()):
         super().__init__(space, seed)
         if not variants:
             raise UserError("runner needs at least one variant")
+        self.per_task, self.tasks = bool(per_task), list(tasks)
+        if self.per_task:
+            variants = _per_task(variants, self.tasks)
         bad = [n for n in variants if not n or "/" in n]
         if bad:
             raise UserError(f"runner variant names must be non-empty and contain no '/': {bad}")
@@ -33,7 +38,7 @@ class Runner(MetaOptimizer):
         self.trials = int(trials)
 
     def options(self) -> dict:
-        return {"variants": self.variants, "trials": self.trials}
+        return {"variants": self.variants, "trials": self.trials}  # per_task variants already expanded
 
     @property
     def finished(self) -> bool:
@@ -49,3 +54,10 @@ class Runner(MetaOptimizer):
                 out.append(self._candidate(len(out), params, self.vectors[name], cid=f"trial_{trial}/{name}",
                                            seed=seed))
         return out
+
+
+def _per_task(variants: Mapping[str, Mapping[str, Any]], tasks: Sequence[str]) -> dict[str, dict]:
+    """Each variant once per task, named `<task>_<variant>`, with task_choice = that task."""
+    if not tasks:
+        raise UserError("runner per_task needs the tasks (--task_choice)")
+    return {f"{task}_{name}": {**params, "task_choice": task} for task in tasks for name, params in variants.items()}
