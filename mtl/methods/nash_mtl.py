@@ -8,6 +8,7 @@ import torch
 
 from mtl.methods.base import METHODS, GradientOptions, Method, StepInfo, check_positive
 from mtl.methods.gramian import apply_update, cosine_diagnostics, task_gradients
+from mtl.methods.qp import undefined_weights
 
 
 @dataclass
@@ -46,6 +47,8 @@ def nash_weights(gramian: torch.Tensor, start: torch.Tensor | None = None, max_i
     Returns:
         alpha (float64) and the scale-free residual of the unregularised equation at alpha.
     """
+    if (undefined := undefined_weights(gramian)) is not None:
+        return undefined, float("nan")
     g = gramian.double()
     scale = float(torch.linalg.norm(g))
     ones = torch.ones(g.shape[0], dtype=torch.float64)
