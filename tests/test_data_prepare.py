@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mtl.data.mini import MARKER, ensure_mini_decathlon
@@ -57,3 +58,20 @@ def test_changed_annotations_trigger_a_rebuild(mini_root, tmp_path):
     report = prepare_dataset("mini_decathlon", data_dir, domains=["colors"], progress=False)
     assert report["domains"]["colors"]["status"] == "prepared"
     assert report["domains"]["colors"]["counts"]["val"] == report["domains"]["colors"]["counts"]["train"]
+
+
+@pytest.mark.parametrize("mode,suffix", [("I;16", "png"), ("I", "tif")])  # Pillow writes no mode-I PNG
+def test_a_16_bit_png_is_scaled_to_8_bit_not_white(tmp_path, mode, suffix):
+    from PIL import Image
+
+    from mtl.data.images import decode_image
+
+    gray = (np.arange(72 * 72, dtype=np.int64).reshape(72, 72) * 12) % 65536
+    path = tmp_path / f"deep.{suffix}"
+    Image.fromarray(gray.astype(np.uint16 if mode == "I;16" else np.int32)).save(path)
+    with Image.open(path) as img:
+        assert img.mode == mode  # a real 16-bit PNG (or a 32-bit integer TIFF)
+    out = decode_image(path)
+    assert out.shape == (72, 72, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])
+    np.testing.assert_allclose(out[..., 1], gray / 257.0, atol=0.5 + 1e-9)  # was 255 almost everywhere

@@ -166,7 +166,8 @@ def test_local_cluster_listens_on_loopback_only_and_is_gone_after_sigterm(tmp_pa
             job.kill()
     _, alive = psutil.wait_procs(processes, timeout=0)
     assert not alive, [p.name() for p in alive]
-    left = [p for p in os.listdir(short_tmp) if p.startswith("ray")]
+    clusters = os.path.join(short_tmp, f"mtl-ray-{os.getuid()}")  # ray_watchdog.cluster_root()
+    left = [p for p in os.listdir(short_tmp) if p.startswith("ray")] + os.listdir(clusters)
     shutil.rmtree(short_tmp, ignore_errors=True)
     assert not left
     assert json.loads((tmp_path / "exp/r/status.json").read_text())["state"] == "interrupted"

@@ -90,7 +90,8 @@ def test_nash_mtl_matches_torchjd_on_a_fresh_state(k, d, seed):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = aggregation.NashMTL(n_tasks=k, max_norm=0.0).weighting(j)
-    ours, _ = nash_weights(j @ j.T)
+    # max_alpha: case 5-30-2 has a pair at cos -0.9925 (alpha_k ||g_k|| = 10.6), past the default bound
+    ours, _ = nash_weights(j @ j.T, max_alpha=1e3)
     torch.testing.assert_close(ours, theirs, atol=0, rtol=1e-3)
 
 

@@ -20,15 +20,16 @@ BLOCK = 64  # images per decode task
 def decode_image(path: str | Path, res: int = STORED_RES) -> np.ndarray:
     """Decode `path` to a (res, res, 3) uint8 array.
 
-    Grayscale/palette/CMYK images become RGB (gray tiled to 3 channels); an image whose shorter side is
-    not `res` is resized isotropically so it is; the result is the center crop.
+    Grayscale/palette/CMYK images become RGB (gray tiled to 3 channels); 16-bit grayscale (PNG modes
+    I;16 and I) is scaled to 8 bit first (see ``_to_rgb``); an image whose shorter side is not `res`
+    is resized isotropically so it is; the result is the center crop.
 
     Raises:
         OSError / ValueError / PIL.UnidentifiedImageError: missing, truncated or undecodable file.
     """
     with Image.open(path) as img:
         img.load()
-        img = img.convert("RGB")
+        img = _to_rgb(img)
     w, h = img.size
     if min(w, h) != res:
         scale = res / min(w, h)
@@ -37,6 +38,19 @@ def decode_image(path: str | Path, res: int = STORED_RES) -> np.ndarray:
     left, top = (w - res) // 2, (h - res) // 2
     img = img.crop((left, top, left + res, top + res))
     return np.asarray(img, dtype=np.uint8)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB; integer images wider than 8 bit are mapped 0..65535 -> 0..255 (value / 257).
+
+    Pillow's own convert clips them at 255, so a 16-bit PNG became a white image. A fixed map (not a
+    per-image stretch) keeps intensities comparable across images; mode I is assumed to hold 16-bit
+    data (Pillow opens 16-bit PNGs as I;16 or I), values outside 0..65535 are clipped.
+    """
+    if img.mode.startswith("I"):
+        values = np.asarray(img, dtype=np.float64).clip(0, 65535) / 257.0
+        img = Image.fromarray(np.rint(values).astype(np.uint8))
+    return img.convert("RGB")
 
 
 def decode_many(paths: list[str]) -> list[tuple[np.ndarray | None, str]]:

@@ -7,7 +7,9 @@ the machine's external address. A local cluster therefore sets both the constant
 imported already) and the variable (read by the processes Ray spawns) before `ray.init`: every
 listening socket is then on 127.0.0.1 (tests/test_meta_ray.py lists them). Bounded object store,
 short temp dir (Unix socket paths stop at ~107 bytes), no dashboard. `stop_local_ray` ends every
-process of the cluster (agents outlive `ray.shutdown` otherwise) and removes its temp dir.
+process of the cluster (agents outlive `ray.shutdown` otherwise) and removes its temp dir. After a
+SIGKILL of the driver, its watchdog (or, failing that, the next local start) does it instead
+(`ray_watchdog.py`).
 
 A remote `address` is probed first, in a subprocess killed after CONNECT_TIMEOUT_S: `ray.init` on an
 address where no cluster answers retries for minutes.
@@ -31,9 +33,11 @@ import ray
 from ray._private import ray_constants
 
 from mtl.errors import UserError
+from mtl.meta.ray_watchdog import CLUSTER_ENV, claim, cluster_root, start_watchdog, sweep_dead_clusters
 
 CONNECT_TIMEOUT_S = 20
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_WATCHDOGS: dict[str, subprocess.Popen] = {}
 
 
 def start_local_ray(num_cpus: int | None = None, num_gpus: int | None = None,
@@ -48,7 +52,11 @@ def start_local_ray(num_cpus: int | None = None, num_gpus: int | None = None,
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     if root not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *filter(None, paths)])
-    temp_dir = temp_dir or tempfile.mkdtemp(prefix="ray", dir=_short_temp_root())
+    sweep_dead_clusters()  # clusters of drivers killed with SIGKILL whose watchdog died too
+    temp_dir = temp_dir or tempfile.mkdtemp(prefix="ray", dir=cluster_root())
+    claim(temp_dir)
+    _WATCHDOGS[temp_dir] = start_watchdog(temp_dir)
+    os.environ[CLUSTER_ENV] = temp_dir  # inherited by every process of the cluster: the watchdog finds them
     try:
         with _own_sigterm():
             ray.init(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory,
@@ -56,6 +64,8 @@ def start_local_ray(num_cpus: int | None = None, num_gpus: int | None = None,
     except BaseException:  # SIGTERM or a failure half-way: leave nothing behind
         stop_local_ray(temp_dir)
         raise
+    finally:
+        os.environ.pop(CLUSTER_ENV, None)
     return temp_dir
 
 
@@ -66,6 +76,18 @@ def stop_local_ray(temp_dir: str | None) -> None:
     _end(processes)
     if temp_dir:
         shutil.rmtree(temp_dir, ignore_errors=True)
+        _stop_watchdog(temp_dir)
+
+
+def _stop_watchdog(temp_dir: str) -> None:
+    watchdog = _WATCHDOGS.pop(temp_dir, None)
+    if watchdog is not None:
+        watchdog.terminate()
+        try:
+            watchdog.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            watchdog.kill()
+            watchdog.wait()
 
 
 def connect_ray(address: str) -> None:
@@ -111,11 +133,6 @@ def _unreachable(address: str, why: str) -> None:
     raise UserError(f"--ray_address {address}: no Ray cluster could be joined ({why}). Give the address of a "
                     f"running cluster's head node (host:6379, ray://host:10001, or auto for one started on this "
                     f"machine with `ray start --head`), or leave --ray_address empty to start a local cluster.")
-
-
-def _short_temp_root() -> str:
-    root = tempfile.gettempdir()
-    return root if len(root) <= 40 else "/tmp"  # room for Ray's session/sockets/... names
 
 
 def _cluster_processes() -> list[psutil.Process]:

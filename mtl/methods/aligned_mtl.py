@@ -8,6 +8,7 @@ import torch
 
 from mtl.methods.base import METHODS, GradientOptions, Method, StepInfo, check_choice
 from mtl.methods.gramian import apply_update, cosine_diagnostics, task_gradients
+from mtl.methods.qp import undefined_weights
 
 
 @dataclass
@@ -29,6 +30,8 @@ def aligned_mtl_weights(gramian: torch.Tensor, scale_mode: str = "min", reductio
     The aligned gradients J^T B have orthogonal directions and equal norms sqrt(s) (s = smallest,
     median or mean nonzero eigenvalue): the gradient matrix's condition number becomes 1.
     """
+    if (undefined := undefined_weights(gramian)) is not None:
+        return undefined
     g = gramian.double()
     k = g.shape[0]
     eigvals, eigvecs = torch.linalg.eigh(g)

@@ -8,7 +8,7 @@ import torch
 
 from mtl.methods.base import METHODS, GradientOptions, Method, StepInfo, check_choice, check_positive
 from mtl.methods.gramian import apply_update, cosine_diagnostics, task_gradients
-from mtl.methods.qp import solve_qp
+from mtl.methods.qp import solve_qp, undefined_weights
 
 
 @dataclass
@@ -36,6 +36,8 @@ def cagrad_weights(gramian: torch.Tensor, c: float, rescale: int = 1, tol: float
     """
     k = gramian.shape[0]
     mean = torch.full((k,), 1.0 / k, dtype=torch.float64)
+    if (undefined := undefined_weights(gramian)) is not None:
+        return undefined
     if c == 0:
         return mean / _rescale(c, rescale)
     g = gramian.double() / max(float(gramian.diagonal().sum()), 1e-300)  # the solution is scale-free

@@ -8,6 +8,7 @@ import torch
 
 from mtl.methods.base import METHODS, GradientOptions, Method, StepInfo
 from mtl.methods.gramian import apply_update, cosine_diagnostics, task_gradients
+from mtl.methods.qp import undefined_weights
 
 
 @dataclass
@@ -22,6 +23,8 @@ def imtl_g_weights(gramian: torch.Tensor) -> torch.Tensor:
     property) when the gradients are linearly independent; the pseudo-inverse form is TorchJD's
     generalisation to dependent rows and equals LibMTL's closed form otherwise.
     """
+    if (undefined := undefined_weights(gramian)) is not None:
+        return undefined
     g = gramian.double()
     v = torch.linalg.pinv(g, hermitian=True) @ g.diagonal().clamp_min(0).sqrt()
     total = v.sum()

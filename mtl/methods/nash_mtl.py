@@ -8,6 +8,7 @@ import torch
 
 from mtl.methods.base import METHODS, GradientOptions, Method, StepInfo, check_positive
 from mtl.methods.gramian import apply_update, cosine_diagnostics, task_gradients
+from mtl.methods.qp import undefined_weights
 
 
 @dataclass
@@ -17,35 +18,65 @@ class NashMTLOptions(GradientOptions):
     max_norm: float = field(default=1.0, metadata={"help": "clip ||J^T alpha|| to this (0 = no clipping)"})
     update_weights_every: int = field(default=1, metadata={"help": "solve every N steps, reuse alpha between"})
     optim_niter: int = field(default=20, metadata={"help": "max Newton iterations per solve"})
+    max_alpha: float = field(default=10.0, metadata={
+        "help": "bound on alpha_k * ||g_k|| (1 = orthogonal gradients); beyond it, or without a solution "
+                "(opposite/dependent gradients), alpha is ridge-regularised"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive("max_norm", self.max_norm, allow_zero=True)
         check_positive("update_weights_every", self.update_weights_every)
         check_positive("optim_niter", self.optim_niter)
+        check_positive("max_alpha", self.max_alpha)
 
 
 def nash_weights(gramian: torch.Tensor, start: torch.Tensor | None = None, max_iter: int = 20,
-                 tol: float = 1e-10) -> tuple[torch.Tensor, float]:
-    """alpha > 0 with G alpha = 1 / alpha (elementwise), and the residual ||G alpha - 1/alpha||.
+                 max_alpha: float = 10.0) -> tuple[torch.Tensor, float]:
+    """alpha > 0 with G alpha = 1 / alpha (elementwise), bounded, and its residual.
 
-    It is the minimiser of the strictly convex 0.5 a^T G a - sum log a_k, found by damped Newton
-    steps on the Frobenius-normalised G (solution rescaled by 1/sqrt(||G||_F)). The official code
-    and TorchJD reach the same point by up to 20 sequential convex (cvxpy/ECOS) solves. Without a
-    solution (dependent gradients) the last finite iterate is returned.
+    The solution minimises the strictly convex 0.5 a^T G a - sum log a, found by damped Newton steps
+    on the Frobenius-normalised G (solution rescaled by 1/sqrt(||G||_F)); the official code and
+    TorchJD reach the same point by up to 20 sequential convex (cvxpy/ECOS) solves. With opposite or
+    dependent gradients (or a zero-gradient task) no solution exists and alpha grows without bound
+    (3e5-1e6 after 20 steps). So the exact solution is kept only when it exists (scale-free residual
+    max_k |a_k (G a)_k - 1| <= 1e-6) and is bounded (a_k ||g_k|| <= max_alpha; 1 for orthogonal
+    gradients, 10 for a pair at cos -0.99); otherwise alpha solves the ridge-regularised
+    (G + lambda I) a = 1 / a with lambda = mean_k ||g_k||^2 / max_alpha^2: Nash-MTL on gradients that
+    each keep a private direction, always solvable, with ||alpha|| <= sqrt(K) max_alpha / rms ||g_k||.
+
+    Returns:
+        alpha (float64) and the scale-free residual of the unregularised equation at alpha.
     """
+    if (undefined := undefined_weights(gramian)) is not None:
+        return undefined, float("nan")
     g = gramian.double()
-    scale = max(float(torch.linalg.norm(g)), 1e-300)
+    scale = float(torch.linalg.norm(g))
+    ones = torch.ones(g.shape[0], dtype=torch.float64)
+    if not scale > 0:  # no gradient at all: nothing to bargain over
+        return ones, 0.0
     g = g / scale
-    a = torch.ones(g.shape[0], dtype=torch.float64) if start is None else start.double() * scale ** 0.5
+    a = ones if start is None else start.double() * scale ** 0.5
+    a = _newton(g, a, max_iter)
+    if _residual(g, a) > 1e-6 or float((a * g.diagonal().clamp_min(0).sqrt()).max()) > max_alpha:
+        ridge = float(g.diagonal().mean()) / max_alpha ** 2 + 1e-12
+        a = _newton(g + ridge * torch.eye(len(a), dtype=g.dtype), ones, max_iter)
+    return a / scale ** 0.5, _residual(g, a)
+
+
+def _residual(g: torch.Tensor, a: torch.Tensor) -> float:
+    """max_k |a_k (G a)_k - 1|: 0 at the Nash solution, 1 where a task gains nothing (scale-free)."""
+    return float((a * (g @ a) - 1.0).abs().max())
+
+
+def _newton(g: torch.Tensor, a: torch.Tensor, max_iter: int, tol: float = 1e-10) -> torch.Tensor:
+    """Damped Newton steps on 0.5 a^T G a - sum log a from `a`."""
     for _ in range(max_iter):
         grad = g @ a - 1.0 / a
         if float(grad.norm()) < tol:
             break
         step = torch.linalg.solve(g + torch.diag(1.0 / a ** 2), -grad)
         a = _damped(g, a, step)
-    residual = float((g @ a - 1.0 / a).norm())
-    return a / scale ** 0.5, residual
+    return a
 
 
 def _damped(g: torch.Tensor, a: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
@@ -70,7 +101,9 @@ class NashMTL(Method):
     weights are neither summed to 1 nor to K; the official code weights the raw losses by alpha
     (heads weighted, the default here) and clips the shared gradient norm to ``max_norm``; here the
     clipping scales alpha on the shared part by max_norm / ||J^T alpha|| measured on the gradient
-    source (as TorchJD). The previous alpha warm-starts the next solve and is reused for
+    source (as TorchJD). Where the bargaining equation has no bounded solution (opposite or
+    dependent gradients) alpha is regularised (``max_alpha``, see ``nash_weights``) and the logged
+    residual (scale-free) is then near 1. The previous alpha warm-starts the next solve and is reused for
     ``update_weights_every`` steps; it is checkpointed.
     """
 
@@ -85,7 +118,8 @@ class NashMTL(Method):
         gramian = grads.gramian()
         extras = cosine_diagnostics(gramian)
         if self.step_count % self.options.update_weights_every == 0:
-            alpha, extras["residual"] = nash_weights(gramian, self.alpha.cpu(), self.options.optim_niter)
+            alpha, extras["residual"] = nash_weights(gramian, self.alpha.cpu(), self.options.optim_niter,
+                                                     self.options.max_alpha)
             if bool(torch.isfinite(alpha).all()):
                 self.alpha.copy_(alpha)
         alpha = self.alpha.cpu()

@@ -29,6 +29,8 @@ def solve_qp(quad: Tensor, lin: Tensor, simplex: bool = False, max_iter: int | N
     """
     q = quad.detach().double().cpu().numpy()
     c = lin.detach().double().cpu().numpy()
+    if not (np.isfinite(q).all() and np.isfinite(c).all()):
+        return torch.full((len(c),), float("nan"), dtype=torch.float64)
     return torch.from_numpy(_active_set(q, c, simplex, max_iter or 20 * len(c) + 50))
 
 
@@ -83,6 +85,17 @@ def _step_to_bounds(x: np.ndarray, step: np.ndarray, free: np.ndarray) -> tuple[
     if ratios[i] >= 1.0:
         return x + step, None
     return x + ratios[i] * step, int(down[i])
+
+
+def undefined_weights(gramian: Tensor) -> Tensor | None:
+    """NaN weights if the Gramian is not finite (NaN/inf gradients), else None.
+
+    LAPACK raises LinAlgError, prints to stderr or never returns on such input; NaN weights keep
+    the update non-finite, so the training loop's divergence guard skips the step.
+    """
+    if bool(torch.isfinite(gramian).all()):
+        return None
+    return torch.full((gramian.shape[0],), float("nan"), dtype=torch.float64)
 
 
 def min_norm_weights(gramian: Tensor) -> Tensor:

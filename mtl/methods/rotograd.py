@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from mtl.errors import UserError
-from mtl.methods.base import METHODS, Method, StepInfo, check_choice, check_positive, make_optimizer
+from mtl.methods.base import (METHODS, Method, StepInfo, check_choice, check_positive, make_optimizer,
+                              seeded_generator)
 from mtl.methods.gramian import write_head_grads
 
 VARIANTS = ("rotate_only", "rotograd", "rotograd_norm")
@@ -25,7 +26,11 @@ class RotoGradOptions:
     rotation_size: int = field(default=0, metadata={
         "help": "rotate the first N features of the representation (0 = all; taken from the first forward)"})
     optimizer: str = field(default="adam", metadata={"help": "optimizer of rotations (and GradNorm weights)"})
-    lr: float = field(default=1e-3, metadata={"help": "its learning rate (README: smaller than the model's)"})
+    lr: float = field(default=1e-3, metadata={"help": "rotations' learning rate (README: smaller than the model's)"})
+    gradnorm_lr: float = field(default=1e-3, metadata={"help": "GradNorm logits' learning rate (rotograd_norm)"})
+    init: str = field(default="random", metadata={
+        "help": "initial rotations: random (uniform on SO(n), the official geotorch init) | identity"})
+    seed: int = field(default=0, metadata={"help": "seed of the random initial rotations"})
     burn_in: int = field(default=20, metadata={
         "help": "step at which the reference losses / gradient norms are re-taken (burn_in_period)"})
     alpha: float = field(default=1.0, metadata={"help": "GradNorm alpha of rotograd_norm"})
@@ -41,6 +46,8 @@ class RotoGradOptions:
         check_choice("optimizer", self.optimizer, ("adam", "sgd"))
         check_positive("rotation_size", self.rotation_size, allow_zero=True)
         check_positive("lr", self.lr)
+        check_positive("gradnorm_lr", self.gradnorm_lr)
+        check_choice("init", self.init, ("random", "identity"))
         check_positive("alpha", self.alpha, allow_zero=True)
 
 
@@ -55,10 +62,10 @@ class RotoGradNormOptions(RotoGradOptions):
 
 
 def rotate(z: Tensor, rotation: Tensor) -> Tensor:
-    """R applied to the first r features (dim 1) of z: z_lo <- R z_lo."""
+    """R applied to the first r features (dim 1) of z: z_lo <- R z_lo (in z's dtype)."""
     size = rotation.shape[0]
     zt = z.movedim(1, -1)
-    lo = zt[..., :size] @ rotation.T
+    lo = zt[..., :size] @ rotation.T.to(zt.dtype)
     out = torch.cat([lo, zt[..., size:]], -1) if size < zt.shape[-1] else lo
     return out.movedim(-1, 1)
 
@@ -68,16 +75,33 @@ def rotate_back(g: Tensor, rotation: Tensor) -> Tensor:
     return rotate(g, rotation.T)
 
 
+def random_rotations(count: int, size: int, generator: torch.Generator) -> Tensor:
+    """`count` rotations drawn uniformly (Haar) from SO(size): QR of a Gaussian, signs fixed, det +1."""
+    q, r = torch.linalg.qr(torch.randn(count, size, size, generator=generator, dtype=torch.float64))
+    q = q * r.diagonal(dim1=-2, dim2=-1).sign().unsqueeze(-2)
+    flip = torch.linalg.det(q) < 0
+    q[flip, :, 0] = -q[flip, :, 0]
+    return q
+
+
+def skew_of(params: Tensor) -> Tensor:
+    """S = L - L^T from the strictly lower triangle L of `params` (geotorch ``Skew(lower=True)``)."""
+    lower = params.tril(-1)
+    return lower - lower.transpose(-2, -1)
+
+
 @METHODS.register("rotograd")
 class RotoGrad(Method):
-    """Head k reads R_k z; R_k (orthogonal, R = expm(A - A^T)) is trained to align task gradients.
+    """Head k reads R_k z; R_k = B_k expm(L_k - L_k^T) (B_k the initial rotation) aligns task gradients.
 
     Javaloy & Valera, ICLR 2022; adrianjav/rotograd 0.1.6 ``rotograd.py``. The model calls
     ``adapt_representation(z, k)`` (forward uses R_k detached). In ``backward``, with g'_k the
     gradient w.r.t. R_k z and g_k = R_k^T g'_k the one w.r.t. z:
 
-    * rotation loss sum_k mean_rows ||R_k v - g'_k||^2, v = mean_k of g_k rescaled to the norm of
-      mean_k g_k; only the rotations receive it (rows = samples, and positions of feature maps);
+    * rotation loss sum_k ||R_k v - g'_k||^2 reduced as rotograd 0.1.6: summed over everything for
+      vector features (B x d; its flatten leaves the batch in the sum), for feature maps (B x C x ...)
+      summed per sample over channels and positions and averaged over the batch; v = mean_k of g_k
+      rescaled to the norm of mean_k g_k; only the rotations receive it;
     * the representation receives sum_k c_k g_k: rotate_only c_k = 1; rotograd c_k = C / ||g_k||,
       C = sum_k a_k ||g_k||, a_k = the convergence ratios ||g_k|| / ||g_k(t0)|| normalised to sum 1;
       rotograd_norm c_k = w_k, GradNorm weights w = K softmax(s) trained on
@@ -86,8 +110,13 @@ class RotoGrad(Method):
 
     t0 = first step, re-taken at ``burn_in``. Cooperative mode (rotograd <= 0.1.4 ``model.coop``;
     ``coop_after`` or ``coop(True)``): the forward uses R_k with gradient, so the rotations also
-    descend the task losses. The rotations (and GradNorm logits) are stepped by the method's own
-    optimizer. Works with one shared representation tensor (or one per task of equal shape).
+    descend the task losses. The rotations (``lr``) and GradNorm logits (``gradnorm_lr``) are stepped
+    by the method's own optimizer. Works with one shared representation tensor (or one per task of
+    equal shape), of any float dtype (parameters in float64 for float64 features, else float32).
+
+    Parametrisation as the official (geotorch ``orthogonal``, triv expm): L_k is the strictly lower
+    triangle of the parameter (a full A - A^T would move S twice as fast at the same learning rate),
+    L_k starts at 0 and B_k is a random rotation (``init='random'``, seeded by ``seed``).
     """
 
     Options = RotoGradOptions
@@ -97,8 +126,9 @@ class RotoGrad(Method):
         super().__init__(num_tasks, options)
         self.register_parameter("skew", None)
         self.register_parameter("gn_logits", None)
-        self.register_buffer("initial_losses", torch.ones(num_tasks))
-        self.register_buffer("initial_norms", torch.ones(num_tasks))
+        self.register_buffer("base", None)
+        self.register_buffer("initial_losses", torch.ones(num_tasks, dtype=torch.float64))
+        self.register_buffer("initial_norms", torch.ones(num_tasks, dtype=torch.float64))
         self._coop = False
         self._rotated: list[Tensor | None] = [None] * num_tasks
         self._cache: tuple[int, Tensor] | None = None
@@ -106,34 +136,42 @@ class RotoGrad(Method):
             self._materialize(self.options.rotation_size, torch.device("cpu"))
 
     # ---- parameters ----------------------------------------------------------------------------
-    def _materialize(self, size: int, device: torch.device) -> None:
-        self.skew = nn.Parameter(torch.zeros(self.num_tasks, size, size, device=device))
-        params = [self.skew]
+    def _materialize(self, size: int, device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        dtype = torch.promote_types(dtype, torch.float32)  # float64 features: float64 rotations
+        k = self.num_tasks
+        base = random_rotations(k, size, seeded_generator(self.options.seed)) \
+            if self.options.init == "random" else torch.eye(size, dtype=torch.float64).expand(k, size, size)
+        self.base = base.to(device, dtype).contiguous()
+        self.skew = nn.Parameter(torch.zeros(k, size, size, device=device, dtype=dtype))
+        groups = [{"params": [self.skew], "lr": self.options.lr}]
         if self.options.variant == "rotograd_norm":
-            self.gn_logits = nn.Parameter(torch.zeros(self.num_tasks, device=device))
-            params.append(self.gn_logits)
-        self._optimizer = make_optimizer(params, self.options.optimizer, self.options.lr)
+            self.gn_logits = nn.Parameter(torch.zeros(k, device=device, dtype=dtype))
+            groups.append({"params": [self.gn_logits], "lr": self.options.gradnorm_lr})
+        self._optimizer = make_optimizer(groups, self.options.optimizer, self.options.lr)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        if self.skew is None and prefix + "skew" in state_dict:
-            self._materialize(state_dict[prefix + "skew"].shape[-1], self.initial_losses.device)
+        skew = state_dict.get(prefix + "skew")
+        if skew is not None and prefix + "base" not in state_dict:  # saved before the base existed:
+            state_dict[prefix + "base"] = torch.eye(skew.shape[-1], dtype=skew.dtype).expand_as(skew).clone()
+            state_dict[prefix + "skew"] = (skew - skew.transpose(-2, -1)).tril(-1)  # same S = A - A^T
+        if self.skew is None and skew is not None:
+            self._materialize(skew.shape[-1], self.initial_losses.device, skew.dtype)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def rotations(self, differentiable: bool = False) -> Tensor:
-        """The K orthogonal matrices expm(A_k - A_k^T); detached ones are cached until A changes."""
+        """The K rotations B_k expm(S_k); detached ones are cached until the parameters change."""
         if differentiable:
-            return torch.linalg.matrix_exp(self.skew - self.skew.transpose(1, 2))
+            return self.base @ torch.linalg.matrix_exp(skew_of(self.skew))
         key = self.skew._version
         if not self.options.cache_rotations or self._cache is None or self._cache[0] != key \
                 or self._cache[1].device != self.skew.device:
             with torch.no_grad():
-                self._cache = (key, torch.linalg.matrix_exp(self.skew - self.skew.transpose(1, 2)))
+                self._cache = (key, self.base @ torch.linalg.matrix_exp(skew_of(self.skew)))
         return self._cache[1]
 
     def _rotation(self, task: int, differentiable: bool) -> Tensor:
         if differentiable:
-            a = self.skew[task]
-            return torch.linalg.matrix_exp(a - a.T)
+            return self.base[task] @ torch.linalg.matrix_exp(skew_of(self.skew[task]))
         return self.rotations()[task]
 
     def coop(self, mode: bool = True) -> None:
@@ -150,7 +188,7 @@ class RotoGrad(Method):
             if z.dim() < 2:
                 raise UserError("rotograd needs a representation with a feature dimension (dim 1)")
             self.to(z.device)
-            self._materialize(z.shape[1], z.device)
+            self._materialize(z.shape[1], z.device, z.dtype)
         else:
             self._follow_device(z.device)
         rotated = rotate(z, self._rotation(task, differentiable=self._coop_on()))
@@ -164,7 +202,7 @@ class RotoGrad(Method):
         if any(r is None for r in self._rotated):
             raise UserError("rotograd: the model must feed head k with method.adapt_representation(z, k)")
         rotated, self._rotated = self._rotated, [None] * self.num_tasks
-        values = torch.stack([loss.detach() for loss in losses]).float()
+        values = torch.stack([loss.detach() for loss in losses]).double()
         if self.step_count in (0, self.options.burn_in):
             self.initial_losses.copy_(values)
         coop = self._coop_on()
@@ -198,16 +236,17 @@ class RotoGrad(Method):
         return task_grads, head_grads, extra_grads
 
     def _rotation_loss(self, grads: Tensor, task_grads: list[Tensor]) -> Tensor:
-        """sum_k mean over rows of ||R_k v - g'_k||^2 (gradient reaches the rotations only)."""
-        flat = grads.reshape(grads.shape[0], -1)
+        """sum_k ||R_k v - g'_k||^2, reduced as the official (class docstring); reaches the rotations only."""
+        dtype = self.skew.dtype
+        flat = grads.reshape(grads.shape[0], -1).to(dtype)
         mean = flat.mean(0)
         norms = flat.norm(dim=1, keepdim=True).clamp_min(1e-15)
         target = (flat * (mean.norm() / norms)).mean(0).view_as(grads[0])
         rotations = self.rotations(differentiable=True)
         loss = 0.0
         for k, g in enumerate(task_grads):
-            diff = (rotate(target, rotations[k]) - g).movedim(1, -1)
-            loss = loss + diff.pow(2).sum(-1).mean()
+            squares = (rotate(target, rotations[k]) - g.to(dtype)).pow(2)
+            loss = loss + (squares.sum() if g.dim() == 2 else squares.flatten(1).sum(1).mean())
         self._last_rotation_loss = float(loss.detach())
         return loss
 

@@ -8,7 +8,7 @@ import torch
 
 from mtl.methods.base import METHODS, GradientOptions, Method, StepInfo, check_choice, check_positive
 from mtl.methods.gramian import apply_update, cosine_diagnostics, task_gradients
-from mtl.methods.qp import solve_qp
+from mtl.methods.qp import solve_qp, undefined_weights
 
 
 @dataclass
@@ -36,6 +36,8 @@ def upgrad_weights(gramian: torch.Tensor, norm_eps: float = 1e-4, reg_eps: float
     contradicts a task 30x smaller than another; "smallest" scales it to the smallest task's squared
     norm, so no task is contradicted beyond ~reg_eps of its own norm (issue 14.8).
     """
+    if (undefined := undefined_weights(gramian)) is not None:
+        return undefined
     k = gramian.shape[0]
     g = gramian.double()
     trace = float(g.diagonal().sum())
