@@ -63,8 +63,9 @@ def test_es_hyperparams_is_the_originals_random_search_over_es_settings():
 
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory, mini_data_dir):
-    """An experiment root holding the tiny teachers (digits, shapes, colors; width 0.25, 24 px)."""
-    root = tmp_path_factory.mktemp("baselines_exp")
+    """An experiment root holding the tiny teachers (digits, shapes, colors; width 0.25, 24 px), the same
+    root the distillation tests use (the teachers are trained once per session)."""
+    root = tmp_path_factory.getbasetemp() / "distill_exp"
     train_tiny_teachers(root, mini_data_dir)
     return root
 
