@@ -56,3 +56,16 @@ def test_validation_job_reports_correlations_recomputable_from_raw_data(cli, tea
     assert all(len(c["full"]["seed_scores"]) == 2 for c in raw["candidates"])
     assert summarize(raw) == {k: v for k, v in reported.items() if k not in ("raw", "report", "plot")}
     assert "full_seed_agreement" in reported and "the noise ceiling" in (run / "report.md").read_text()
+
+
+def test_a_budget_may_compare_the_proxy_readouts_and_a_bad_one_is_refused_before_the_run(cli, tmp_path):
+    from mtl.config.options import build_options
+    from mtl.jobs.proxy_validation import budgets
+    from mtl.jobs.proxy_validation_options import ProxyValidationOptions
+
+    opts = build_options(ProxyValidationOptions, {"budgets": {"bn": {"proxy_readout": "teacher_bn"}}}, "test")
+    assert budgets(opts)["bn"] == {"proxy_readout": "teacher_bn"}
+    result = cli("-e", "pv_bad", "--exp_root", str(tmp_path), "--config", "exp.families_proxy_check",
+                 "--budgets", json.dumps({"bn": {"proxy_readout": "teacher"}}))
+    assert result.returncode == 2 and "proxy_readout 'teacher'" in result.stderr
+    assert not (tmp_path / "pv_bad").exists()

@@ -8,6 +8,8 @@ from mtl.config.options import RunOptions, option
 from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
 
+READOUTS = ("original", "teacher_bn")  # proxy_readout's choices, implemented in mtl/distill/features.py
+
 
 @dataclass
 class DistillOptions(RunOptions):
@@ -29,7 +31,7 @@ class DistillOptions(RunOptions):
                                "model); empty = He init from --seed")
     proxy_readout: str = option("original", "original: the last block distilled after the final BN + ReLU (the "
                                 "student's own) and scored by the teacher's head on it; teacher_bn: the raw last "
-                                "block distilled, scored through the teacher's final BN", choices=("original", "teacher_bn"))
+                                "block distilled, scored through the teacher's final BN", choices=READOUTS)
     steps: int = option(3000, "student training steps (tasks in round robin)", at_least=1)
     batch_size: int = option(4, "images per step", at_least=1)
     lr: float = option(1.0, "SGD learning rate (Nesterov)", above=0)

@@ -26,7 +26,8 @@ from mtl.jobs import get_job, register_job
 from mtl.jobs.context import JobContext
 from mtl.jobs.nested import run_nested
 from mtl.jobs.proxy_validation_options import ProxyValidationOptions
-from mtl.meta.partition import Partition, crossed_families, preset, save_partition
+from mtl.meta.partition import (RECORD_KEY, Partition, crossed_families, partition_record, preset,
+                                save_partition)
 from mtl.meta.space import PartitionBlock
 from mtl.util.atomic import atomic_write_json
 
@@ -156,7 +157,9 @@ def _proxy_scores(ctx: JobContext, name: str, overrides: dict, teachers, candida
     start = time.perf_counter()
     objective.load(ctx.device)
     cache_seconds = time.perf_counter() - start
-    params = [{"partition": c["partition"].raw[0].tolist()} for c in candidates]
+    # each candidate scored on the masks its full trainings use (share_fixed's exact blocks, its own seed)
+    params = [{"partition": c["partition"].raw[0].tolist(), RECORD_KEY: partition_record(c["partition"])}
+              for c in candidates]
     start = time.perf_counter()
     results = objective.evaluate_batch(params, [opts.seed] * len(candidates))
     seconds = time.perf_counter() - start

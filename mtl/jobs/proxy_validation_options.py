@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mtl.config.options import option
 from mtl.errors import UserError
-from mtl.jobs.distill_options import DistillOptions
+from mtl.jobs.distill_options import READOUTS, DistillOptions
 
 DEFAULT_BUDGETS = {
     "steps_1000": {"steps": 1000},
@@ -14,7 +14,7 @@ DEFAULT_BUDGETS = {
     "steps_750_batch_16": {"steps": 750, "batch_size": 16},
 }
 BUDGET_KEYS = ("steps", "batch_size", "lr", "lr_drop_steps", "lr_drop_factor", "momentum", "weight_decay",
-               "val_images", "train_images")
+               "val_images", "train_images", "proxy_readout")  # proxy_readout: compare the readouts in one study
 
 
 @dataclass
@@ -57,6 +57,9 @@ class ProxyValidationOptions(DistillOptions):
             if unknown:
                 raise UserError(f"--budgets.{name}: unknown {', '.join(sorted(unknown))} "
                                 f"(allowed: {', '.join(BUDGET_KEYS)}).")
+            if budget.get("proxy_readout", "original") not in READOUTS:
+                raise UserError(f"--budgets.{name}.proxy_readout {budget['proxy_readout']!r}: choose one of "
+                                f"{', '.join(READOUTS)}.")
         if not 0.0 <= self.equal_size_fraction <= 1.0:
             raise UserError(f"--equal_size_fraction must be in [0, 1] (got {self.equal_size_fraction}).")
         if not self.full_seeds:

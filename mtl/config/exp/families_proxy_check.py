@@ -4,10 +4,11 @@
     python main.py -e fam_proxy --continue --full_seeds 0,1,2,3      # add a training seed
 
 Every task uses half of the channels of every last-stage conv; the partitions differ only in what they
-share: the families oracle, share_fixed at that size (s = 1/3) and 6 seeded draws of the pairwise
-overlaps. Each is scored by the proxy at several budgets and trained as the demo retrains it
-(exp.families at the demo's size, three seeds), so the mean channel fraction cannot rank them and the
-proxy must see structure. Teachers are trained here, as the demo trains them.
+share: the families oracle, its shape on the two wrong pairings, share_fixed at that size (s = 1/3)
+and 6 seeded draws of the pairwise overlaps. Each is scored by the proxy at several budgets (and with
+the teacher-BN readout at the default budget) and trained as the demo retrains it (exp.families at the
+demo's size, three seeds), so the mean channel fraction cannot rank them and the proxy must see
+structure. Teachers are trained here, as the demo trains them.
 """
 
 from mtl.config.exp.demo import OPTIONS as _DEMO
@@ -35,5 +36,6 @@ OPTIONS = {
     "num_partitions": 6,
     "budgets": {"steps_100_batch_8": {"steps": 100, "batch_size": 8},
                 "steps_1000_batch_8": {"steps": 1000, "batch_size": 8},
-                "steps_3000_batch_4": {"steps": 3000, "batch_size": 4}},  # the original's
+                "steps_3000_batch_4": {"steps": 3000, "batch_size": 4},  # the original's
+                "readout_teacher_bn": {"proxy_readout": "teacher_bn"}},  # our earlier readout, at the default budget
 }
