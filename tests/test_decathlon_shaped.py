@@ -106,6 +106,9 @@ CONFIGS = {
     "exp.fixed_sharing_baselines": ["--budget", "1", "--objective_options.options", json.dumps({**TRAIN, **INPUTS})],
     "exp.single_task_baselines": ["--budget", "3", "--objective_options.options", json.dumps({**TRAIN, **INPUTS})],
     "exp.curriculum_baselines": ["--budget", "1", "--objective_options.options", json.dumps({**TRAIN, **INPUTS})],
+    "exp.distillation_sampling": ["--teachers", "full/teachers", "--student_init", "full/backbone", "--width", "0.0625",
+                                  "--input_res", "8", *_flags(PROXY), "--num_partitions", "1", "--budgets", "{}",
+                                  "--full_options", json.dumps({**TRAIN, **INPUTS})],
     "exp.es_hyperparams": ["--budget", "1", "--objective_options.options", json.dumps(
         {"budget": 2, "optimizer_options": {"init_random": 2},
          "objective_options": {"teachers": "full/teachers", "student_init": "full/backbone", **PROXY}})],
