@@ -68,6 +68,12 @@ class TrainOptions(RunOptions):
     compile: bool = option(False, "torch.compile the model (first steps slower)", resume_safe=True)
     prefetch: int = option(2, "batches read ahead by the loader", resume_safe=True, at_least=0)
     in_memory: bool = option(False, "hold the training images in RAM", resume_safe=True)
+    sync_bn: bool = option(False, "data-parallel on CUDA: SyncBatchNorm (batch statistics over the global "
+                           "batch) instead of each rank's own; off = per-rank BatchNorm, as DDP's default",
+                           resume_safe=True)
+    check_ranks: bool = option(False, "data-parallel debug: compare checksums of the method state and the "
+                               "weights across ranks after every step (an error names what differs)",
+                               resume_safe=True)
     write_submission: bool = option(False, "predict the test split and write submission.json at the end",
                                     resume_safe=True)
 
@@ -75,10 +81,15 @@ class TrainOptions(RunOptions):
         super().check_inputs()
         from mtl.jobs.backbone import check_backbone_choice
         from mtl.jobs.inputs import check_data, check_partition
+        from mtl.train.distributed import env_world_size
+        from mtl.util.device import resolve_device
 
         # here, not in validate: a config's own values are validated before the command line's apply
         check_backbone_choice(self.last_third_only, self.backbone)
         check_data(self.dataset, self.data_dir, self.task_names())
+        if self.sync_bn and env_world_size() > 1 and resolve_device(self.device).type != "cuda":
+            raise UserError("--sync_bn needs CUDA devices (torch's SyncBatchNorm has no CPU kernel); drop it on "
+                            "CPU, where each rank normalises its own slice of the batch.")
         if self.model.startswith("partitioned"):
             check_partition(self.partition, self.task_names())
 

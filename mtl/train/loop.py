@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mtl.data.loader import eval_batches
+from mtl.train.distributed import SINGLE, Dist
 from mtl.train.divergence import all_finite, restore_buffers, saved_buffers
 from mtl.train.metrics import correct_count
 
@@ -24,7 +25,7 @@ def autocast(device: torch.device, enabled: bool):
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, task: str, images: torch.Tensor,
                labels: torch.Tensor, *, amp: bool, set_to_none: bool = True,
-               clip_grad: float = 0.0) -> dict[str, float]:
+               clip_grad: float = 0.0, dist: Dist = SINGLE) -> dict[str, float]:
     """One step of one task: forward, loss, backward, that task's optimizer step.
 
     `set_to_none` False zeroes gradients instead of dropping them, so parameters in the optimizer that
@@ -32,7 +33,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, task: str, im
     A non-finite loss or gradient skips the optimizer step (mtl/train/divergence.py).
     `clip_grad` > 0 clips the gradient norm over the optimizer's parameters before the step, as the
     original's --clip_grad (it clipped before applying its backward masks; here they are already in
-    the gradient).
+    the gradient). Data-parallel (`dist`): the gradient, loss and accuracy are the global batch's.
 
     Returns:
         loss and accuracy of the batch (floats, synchronised) and "finite" (whether it stepped).
@@ -44,7 +45,10 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, task: str, im
     loss = F.cross_entropy(logits.float(), labels)
     optimizer.zero_grad(set_to_none=set_to_none)
     loss.backward()
-    finite = bool(all_finite([loss], [p.grad for group in optimizer.param_groups for p in group["params"]]))
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+    dist.average_(grads)
+    value, correct = _global_stats(dist, loss.detach(), correct_count(logits.detach(), labels))
+    finite = bool(all_finite([value], grads))
     if finite:
         if clip_grad > 0:
             torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad)
@@ -55,8 +59,16 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, task: str, im
     else:
         optimizer.zero_grad(set_to_none=set_to_none)
         restore_buffers(buffers)
-    correct = correct_count(logits.detach(), labels)
-    return {"loss": loss.item(), "accuracy": correct / len(labels), "finite": finite}
+    return {"loss": float(value), "accuracy": correct / (len(labels) * dist.world_size), "finite": finite}
+
+
+def _global_stats(dist: Dist, loss: torch.Tensor, correct: int) -> tuple[torch.Tensor, int]:
+    """The global batch's mean loss and correct count (local ones on one rank)."""
+    if not dist.active:
+        return loss, correct
+    totals = torch.tensor([float(loss), float(correct)], dtype=torch.float64)
+    dist.sum_([totals])
+    return (totals[0] / dist.world_size).to(loss.dtype), int(totals[1])
 
 
 @torch.no_grad()
