@@ -82,14 +82,12 @@ class TrainOptions(RunOptions):
         from mtl.jobs.backbone import check_backbone_choice
         from mtl.jobs.inputs import check_data, check_partition
         from mtl.train.distributed import env_world_size
-        from mtl.util.device import resolve_device
 
         # here, not in validate: a config's own values are validated before the command line's apply
         check_backbone_choice(self.last_third_only, self.backbone)
         check_data(self.dataset, self.data_dir, self.task_names())
-        if self.sync_bn and env_world_size() > 1 and resolve_device(self.device).type != "cuda":
-            raise UserError("--sync_bn needs CUDA devices (torch's SyncBatchNorm has no CPU kernel); drop it on "
-                            "CPU, where each rank normalises its own slice of the batch.")
+        if env_world_size() > 1:
+            self._check_data_parallel()
         if self.model.startswith("partitioned"):
             check_partition(self.partition, self.task_names())
 
@@ -122,6 +120,26 @@ class TrainOptions(RunOptions):
         if method.uses_task_optimizers and self.grad_source != "shared":
             raise UserError(f"--grad_source {self.grad_source} has no effect with --mtl_method "
                             f"{self.mtl_method} (each task steps its own optimizer on its own gradient).")
+
+    def _check_data_parallel(self) -> None:
+        """torchrun: methods whose state would learn from one rank's slice are refused (every rank)."""
+        from mtl.methods import build_method
+        from mtl.methods.base import SharedParts
+        from mtl.util.device import resolve_device
+
+        if self.sync_bn and resolve_device(self.device).type != "cuda":
+            raise UserError("--sync_bn needs CUDA devices (torch's SyncBatchNorm has no CPU kernel); drop it on "
+                            "CPU, where each rank normalises its own slice of the batch.")
+        method = build_method(self.mtl_method, len(self.task_names()), self.method_options)
+        if method.uses_task_optimizers:
+            return
+        source = method.source_for(SharedParts([], source=self.grad_source))
+        if source not in method.data_parallel_sources:
+            raise UserError(f"--mtl_method {self.mtl_method} with gradient source {source} cannot run "
+                            "data-parallel yet (its state would learn from each rank's slice, not the global "
+                            "batch); run it in one process (python main.py)"
+                            + (f" or use source {method.data_parallel_sources[0]}"
+                               if method.data_parallel_sources else "") + ".")
 
     def task_names(self) -> list[str]:
         """The chosen domains, in task order; UserError for a bad --task_choice."""

@@ -165,6 +165,9 @@ class Method(nn.Module):
     sources: ClassVar[tuple[str, ...]] = SOURCES
     uses_task_optimizers: ClassVar[bool] = False
     needs_losses_after_step: ClassVar[bool] = False
+    # Sources for which data-parallel training (SharedParts.reducer) gives one process's update on the
+    # global batch: the method sees only global loss values, per-task gradients or their Gramian.
+    data_parallel_sources: ClassVar[tuple[str, ...]] = SOURCES
 
     def __init__(self, num_tasks: int, options: Any = None):
         super().__init__()
