@@ -25,7 +25,7 @@ from mtl.methods import build_method
 from mtl.models.resources import format_resources, task_resources
 from mtl.train.distributed import check_same_state
 from mtl.train.divergence import DivergenceGuard
-from mtl.train.loop import evaluate
+from mtl.train.loop import evaluate, precision
 from mtl.train.method_step import make_steps
 from mtl.train.metrics import decathlon_score
 from mtl.train.optim import lr_at
@@ -156,7 +156,7 @@ def _end_round(ctx, model, steps, method, state, folder, tasks, info, save: bool
             ctx.checkpoint({}, state["step"])
         return
     results = evaluate(steps.eval_net, folder, tasks, "val", device=ctx.device, input_res=opts.input_res,
-                       batch_size=opts.eval_batch_size, max_images=opts.val_max_images, amp=opts.amp,
+                       batch_size=opts.eval_batch_size, max_images=opts.val_max_images, amp=steps.amp,
                        channels_last=opts.channels_last and ctx.device.type == "cuda")
     accuracy = {t: r["accuracy"] for t, r in results.items()}
     mean_acc = sum(accuracy.values()) / len(accuracy)
@@ -174,9 +174,12 @@ def _end_round(ctx, model, steps, method, state, folder, tasks, info, save: bool
 
 
 def _snapshot(model, steps, method, state) -> dict:
-    return {"model": model.state_dict(), "optimizers": {k: o.state_dict() for k, o in steps.optimizers.items()},
-            "loader": steps.loader.state_dict(), "method": method.state_dict(), "train": dict(state),
-            "rng": capture_rng_state()}
+    snapshot = {"model": model.state_dict(), "optimizers": {k: o.state_dict() for k, o in steps.optimizers.items()},
+                "loader": steps.loader.state_dict(), "method": method.state_dict(), "train": dict(state),
+                "rng": capture_rng_state()}
+    if steps.scaler is not None:  # fp16: the loss scale and its growth tracker
+        snapshot["scaler"] = steps.scaler.state_dict()
+    return snapshot
 
 
 def _restore_checked(ctx, saved, model, steps, method, state) -> None:
@@ -197,6 +200,8 @@ def _restore(saved, model, steps, method, state) -> None:
     if hasattr(steps, "after_restore"):
         steps.after_restore()
     steps.loader.load_state_dict(saved["loader"])
+    if steps.scaler is not None:
+        steps.scaler.load_state_dict(saved["scaler"])
     if "method" in saved:  # checkpoints from before the methods were wired hold none (naive)
         method.load_state_dict(saved["method"])
     state.update(saved["train"])
@@ -208,7 +213,7 @@ def _finish(ctx, net, folder: Path, tasks, spec, resources, state) -> dict:
     if not ctx.dist.is_main:
         return {}
     final = evaluate(net, folder, tasks, "val", device=ctx.device, input_res=opts.input_res,
-                     batch_size=opts.eval_batch_size, amp=opts.amp, keep_predictions=True)
+                     batch_size=opts.eval_batch_size, amp=precision(opts, ctx.device), keep_predictions=True)
     atomic_write_json(ctx.run.path / "predictions.json",
                       {t: {"split": "val", "image_ids": r.pop("image_ids"), "predicted": r.pop("predicted")}
                        for t, r in final.items()})
@@ -237,6 +242,6 @@ def _write_submission(ctx, net, folder: Path, tasks) -> Path:
 
     opts = ctx.opts
     test = evaluate(net, folder, tasks, "test", device=ctx.device, input_res=opts.input_res,
-                    batch_size=opts.eval_batch_size, amp=opts.amp, keep_predictions=True)
+                    batch_size=opts.eval_batch_size, amp=precision(opts, ctx.device), keep_predictions=True)
     predictions = {t: (r["image_ids"], r["predicted"]) for t, r in test.items()}
     return write_submission(ctx.run.path / "submission.json", folder, predictions)

@@ -46,7 +46,7 @@ from mtl.models.graph import GraphModel
 from mtl.models.graph_config import weighted_task_loss
 from mtl.train.distributed import SINGLE, Dist, model_buffers, straight_through
 from mtl.train.divergence import all_finite, restore_buffers, saved_buffers
-from mtl.train.loop import autocast, train_step
+from mtl.train.loop import autocast, grad_scaler, precision, train_step
 from mtl.train.optim import make_sgd, set_lr
 
 _STREAM_PURPOSE = 4  # derive_seed purpose of the per-task streams (the loader uses 1-3)
@@ -73,8 +73,9 @@ class NaiveSteps:
     """One task per step (sampled by the curriculum), stepped by that task's own SGD."""
 
     def __init__(self, opts, model, net, method, tasks, folder, device, dist=SINGLE):
-        self.net, self.eval_net, self.method, self.amp = net, net, method, opts.amp
+        self.net, self.eval_net, self.method, self.amp = net, net, method, precision(opts, device)
         self.dist, self.buffers = dist, model_buffers(model)
+        self.scaler = grad_scaler(self.amp, device)  # fp16 only; checkpointed with the optimizers
         self.channels_last = opts.channels_last and device.type == "cuda"
         self.optimizers = {t: make_sgd(model.parameters_for(t), opts.lr, opts.momentum, opts.weight_decay, True)
                            for t in tasks}
@@ -90,7 +91,8 @@ class NaiveSteps:
             images = images.contiguous(memory_format=torch.channels_last)
         set_lr(self.optimizers[task], lr)
         metrics = train_step(self.net, self.optimizers[task], task, images, labels, amp=self.amp,
-                             set_to_none=self.set_to_none, clip_grad=self.clip_grad, dist=self.dist)
+                             set_to_none=self.set_to_none, clip_grad=self.clip_grad, dist=self.dist,
+                             scaler=self.scaler)
         self.dist.broadcast_(self.buffers)  # BatchNorm statistics: rank 0's (DDP's broadcast_buffers)
         return {task: {**metrics, "images": len(labels) * self.dist.world_size}}, None
 
@@ -185,8 +187,9 @@ class MethodSteps:
     """Every task every step; the method combines the K losses' gradients; one SGD over everything."""
 
     def __init__(self, opts, model, net, method, tasks, folder, device, dist=SINGLE):
-        self.model, self.method, self.tasks, self.amp = model, method, tasks, opts.amp
+        self.model, self.method, self.tasks, self.amp = model, method, tasks, precision(opts, device)
         self.dist, self.buffers = dist, model_buffers(model)
+        self.scaler = None  # fp16 is refused for combined methods (TrainOptions.validate)
         self.channels_last = opts.channels_last and device.type == "cuda"
         self.declared_source = opts.grad_source
         # Loss-weighting methods (no 'source' option) backward the weighted sum: no source to take.
@@ -231,7 +234,7 @@ def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer:
         optimizer: SGD over the model's trainable parameters.
         batches: task -> (images, labels), in task order.
         source: the gradient source the model declares (the method's option may override it).
-        amp: bf16 autocast on CUDA.
+        amp: autocast (True: bf16 on CUDA; a dtype: that one on any device).
         dist: data-parallel group: losses, per-task gradients and the update become the global batch's.
 
     Returns:
