@@ -62,6 +62,7 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    group: Any = None  # a torch.distributed group; None = the default (every rank)
 
     @property
     def active(self) -> bool:
@@ -86,7 +87,7 @@ class Dist:
             return
         for group in _by_dtype([t for t in tensors if t.dtype != torch.bool]):
             flat = torch._utils._flatten_dense_tensors([t.detach() for t in group])
-            torch_dist.broadcast(flat, 0)
+            torch_dist.broadcast(flat, 0, group=self.group)
             _copy_back(group, flat)
 
     def any_(self, value: int) -> int:
@@ -94,7 +95,7 @@ class Dist:
         if not self.active:
             return value
         found = torch.tensor([value], dtype=torch.int64)
-        torch_dist.all_reduce(found, op=torch_dist.ReduceOp.MAX)
+        torch_dist.all_reduce(found, op=torch_dist.ReduceOp.MAX, group=self.group)
         return int(found)
 
     def gather(self, value: Any) -> list[Any]:
@@ -102,12 +103,12 @@ class Dist:
         if not self.active:
             return [value]
         out: list[Any] = [None] * self.world_size
-        torch_dist.all_gather_object(out, value)
+        torch_dist.all_gather_object(out, value, group=self.group)
         return out
 
     def barrier(self) -> None:
         if self.active:
-            torch_dist.barrier()
+            torch_dist.barrier(group=self.group)
 
     def main_first(self, fn: Callable[[], T]) -> T:
         """`fn()` on rank 0, then on the others (e.g. building the mini-decathlon once)."""
@@ -139,7 +140,7 @@ class Dist:
             return
         for group in _by_dtype(tensors):
             flat = torch._utils._flatten_dense_tensors([t.detach() for t in group])
-            torch_dist.all_reduce(flat)
+            torch_dist.all_reduce(flat, group=self.group)
             if mean:
                 flat /= self.world_size
             _copy_back(group, flat)
@@ -204,8 +205,8 @@ def check_same_state(dist: Dist, what: str, state: Any, step: int) -> None:
     sums = state_checksums(state)
     values = torch.tensor(list(sums.values()) or [0.0], dtype=torch.float64)
     high, low = values.clone(), values.clone()
-    torch_dist.all_reduce(high, op=torch_dist.ReduceOp.MAX)
-    torch_dist.all_reduce(low, op=torch_dist.ReduceOp.MIN)
+    torch_dist.all_reduce(high, op=torch_dist.ReduceOp.MAX, group=dist.group)
+    torch_dist.all_reduce(low, op=torch_dist.ReduceOp.MIN, group=dist.group)
     differ = [name for name, h, lo in zip(sums, high.tolist(), low.tolist()) if h != lo]
     if differ:
         raise RuntimeError(f"{what} differs between ranks at step {step}: {', '.join(differ[:8])}"
