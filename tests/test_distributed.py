@@ -108,9 +108,10 @@ def _config(folder: Path, method: str) -> str:
     return str(path)
 
 
-def _main(cwd: Path, args: list[str], ranks: int = 2) -> subprocess.CompletedProcess:
+def _main(cwd: Path, args: list[str], ranks: int = 2, fault: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     env.pop("MTL_FAULT", None)
+    env.update(fault or {})
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
                 "--standalone"] if ranks > 1 else [sys.executable]
     return subprocess.run([*launcher, str(REPO / "main.py"), *args], cwd=cwd, env=env, capture_output=True,
@@ -162,3 +163,21 @@ def test_torchrun_user_error_exits_2_on_every_rank_before_anything_exists(tmp_pa
     refused = _main(tmp_path, ["-e", "taken", *args])
     assert refused.returncode != 0 and refused.stderr.count("error: run 'taken' already exists") == 1
     assert "exitcode: 2" in refused.stderr and sorted(p.name for p in taken.iterdir()) == ["config.json"]
+
+
+@pytest.mark.slow
+def test_a_signal_on_one_rank_checkpoints_once_and_stops_every_rank(tmp_path, mini_data_dir):
+    args = ["--config", _config(tmp_path, "sum"), "--data_dir", str(mini_data_dir), *TINY, "--num_rounds", "2"]
+    stopped = _main(tmp_path, ["-e", "ddp", *args], fault={"MTL_FAULT": "TERM@train_step=2", "MTL_FAULT_RANK": "1"})
+    assert stopped.returncode != 0 and "exitcode: 143" in stopped.stderr, stopped.stderr[-3000:]
+    run = tmp_path / "exp" / "ddp"
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["signal"] == "SIGTERM"
+    assert CheckpointStore(run / "checkpoints").latest_step() == 2
+    resumed = _main(tmp_path, ["-e", "ddp", "--continue"])
+    assert resumed.returncode == 0 and "resumed from step 2" in resumed.stderr, resumed.stderr[-3000:]
+    one = _main(tmp_path, ["-e", "one", *args], ranks=1)
+    assert one.returncode == 0, one.stderr[-3000:]
+    (_, a), (_, b) = _model(tmp_path, "one"), _model(tmp_path, "ddp")
+    for key in a:
+        assert torch.allclose(a[key], b[key], rtol=1e-5, atol=1e-6), key
