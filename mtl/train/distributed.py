@@ -177,7 +177,7 @@ def check_world(batch_size: int, job: str) -> None:
 
 def straight_through(values: Sequence[Tensor], global_values: Tensor) -> list[Tensor]:
     """Each value with its local gradient but the global value (`global_values[k]`)."""
-    return [v + (g.to(v.dtype) - v.detach()) for v, g in zip(values, global_values)]
+    return [v + (g.to(v) - v.detach()) for v, g in zip(values, global_values)]
 
 
 def state_checksums(state: Any, prefix: str = "") -> dict[str, float]:
