@@ -43,7 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     args.device = "cuda" if cuda else "cpu"
-    default = [1, 2] if not cuda else sorted({1, 2, torch.cuda.device_count()} & set(range(1, 99)))
+    gpus = torch.cuda.device_count() if cuda else 0
+    default = [1, 2] if not cuda else sorted({1, min(2, gpus), gpus})  # one GPU: the 1-rank row only
     args.ranks = [int(r) for r in args.ranks.split(",")] if args.ranks else default
     if cuda and max(args.ranks) > torch.cuda.device_count():
         p.error(f"--ranks {max(args.ranks)}: only {torch.cuda.device_count()} GPU(s) visible")
