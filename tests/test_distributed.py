@@ -181,3 +181,21 @@ def test_a_signal_on_one_rank_checkpoints_once_and_stops_every_rank(tmp_path, mi
     (_, a), (_, b) = _model(tmp_path, "one"), _model(tmp_path, "ddp")
     for key in a:
         assert torch.allclose(a[key], b[key], rtol=1e-5, atol=1e-6), key
+
+
+@pytest.mark.slow
+def test_the_death_of_one_rank_stops_the_job_and_continue_ends_as_an_uninterrupted_run(tmp_path, mini_data_dir):
+    args = ["--config", _config(tmp_path, "naive"), "--data_dir", str(mini_data_dir), *TINY, "--num_rounds", "2",
+            "--checkpoint_every", "2"]
+    killed = _main(tmp_path, ["-e", "killed", *args], fault={"MTL_FAULT": "KILL@train_step=5", "MTL_FAULT_RANK": "1"})
+    assert killed.returncode != 0 and "exitcode: -9" in killed.stderr, killed.stderr[-3000:]
+    assert "Continue from the last checkpoint with:\n  torchrun --nproc_per_node=2 main.py -e killed" in killed.stderr
+    assert CheckpointStore(tmp_path / "exp" / "killed" / "checkpoints").latest_step() == 4  # not 5
+    resumed = _main(tmp_path, ["-e", "killed", "--continue"])
+    assert resumed.returncode == 0 and "resumed from step 4" in resumed.stderr, resumed.stderr[-3000:]
+    straight = _main(tmp_path, ["-e", "straight", *args])
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    (step_a, a), (step_b, b) = _model(tmp_path, "straight"), _model(tmp_path, "killed")
+    assert step_a == step_b == 6
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

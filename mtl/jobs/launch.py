@@ -84,6 +84,9 @@ def launch(job: Job, opts, run: RunDir, resuming: bool, resume_command: str, dis
                   run.path, err.strerror or err, resume_command)
         return EXIT_USER
     except Exception as err:  # noqa: BLE001 - internal error: keep the traceback, mark the run failed
+        if dist.active:  # e.g. another rank died (the collective's peer is gone): the checkpoints are intact
+            log.error("data-parallel run stopped: %s\nContinue from the last checkpoint with:\n  %s",
+                      str(err).splitlines()[0][:300], resume_command)
         return _internal(run, log, job, err)
     finally:
         if tb is not None:
