@@ -10,7 +10,7 @@ import torch
 from mtl.data.domains import get_dataset
 from mtl.methods import build_method
 from mtl.models.graph_config import build_graph_model
-from mtl.train.distributed import SINGLE, Dist, model_buffers
+from mtl.train.distributed import SINGLE, Dist, check_same_state, model_buffers
 from mtl.train.loop import train_step
 from mtl.train.method_step import MethodNet, multi_task_step
 from mtl.train.optim import make_sgd
@@ -75,5 +75,12 @@ def rank_main(rank: int, world: int, init_file: str, out_dir: str) -> None:
         dist = Dist(rank, world, rank)
         for n, (name, options) in enumerate(CASES):
             torch.save(train(name, options, dist), os.path.join(out_dir, f"case{n}-rank{rank}.pt"))
+        try:  # the --check_ranks check, on a state that differs between the ranks
+            check_same_state(dist, "probe", {"same": torch.ones(2), "differs": torch.tensor([float(rank)])}, 7)
+            message = ""
+        except RuntimeError as err:
+            message = str(err)
+        with open(os.path.join(out_dir, f"probe-rank{rank}.txt"), "w") as fh:
+            fh.write(message)
     finally:
         torch.distributed.destroy_process_group()

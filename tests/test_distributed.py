@@ -62,8 +62,15 @@ def two_rank_states(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     mp.start_processes(ddp_helpers.rank_main, args=(2, str(out / "init"), str(out)), nprocs=2,
                        start_method="spawn", join=True)
-    return {n: [torch.load(out / f"case{n}-rank{r}.pt", weights_only=True) for r in range(2)]
-            for n in range(len(ddp_helpers.CASES))}
+    states = {n: [torch.load(out / f"case{n}-rank{r}.pt", weights_only=True) for r in range(2)]
+              for n in range(len(ddp_helpers.CASES))}
+    states["probe"] = [(out / f"probe-rank{r}.txt").read_text() for r in range(2)]
+    return states
+
+
+@pytest.mark.slow
+def test_the_rank_check_names_the_state_that_differs_on_every_rank(two_rank_states):
+    assert two_rank_states["probe"] == ["probe differs between ranks at step 7: differs"] * 2
 
 
 @pytest.mark.slow
@@ -167,7 +174,8 @@ def test_torchrun_user_error_exits_2_on_every_rank_before_anything_exists(tmp_pa
 
 @pytest.mark.slow
 def test_a_signal_on_one_rank_checkpoints_once_and_stops_every_rank(tmp_path, mini_data_dir):
-    args = ["--config", _config(tmp_path, "sum"), "--data_dir", str(mini_data_dir), *TINY, "--num_rounds", "2"]
+    args = ["--config", _config(tmp_path, "sum"), "--data_dir", str(mini_data_dir), *TINY, "--num_rounds", "2",
+            "--check_ranks", "true"]  # and the debug check passes in the real loop
     stopped = _main(tmp_path, ["-e", "ddp", *args], fault={"MTL_FAULT": "TERM@train_step=2", "MTL_FAULT_RANK": "1"})
     assert stopped.returncode != 0 and "exitcode: 143" in stopped.stderr, stopped.stderr[-3000:]
     run = tmp_path / "exp" / "ddp"
