@@ -13,6 +13,8 @@ from mtl.commands import list_command, prepare_command
 from mtl.config.cli import parse_args, print_options, print_usage, resolve_new, resolve_resume, wrap
 from mtl.errors import UserError
 from mtl.jobs.launch import EXIT_USER, launch
+from mtl.train.distributed import Dist, check_world, env_rank, init_from_env
+from mtl.util.device import resolve_device
 from mtl.util.run_dir import RunDir, resolve_run_path
 
 
@@ -21,7 +23,8 @@ def run_cli(argv: list[str]) -> int:
     try:
         return main(argv)
     except UserError as err:
-        sys.stderr.write("error: " + wrap(str(err)) + "\n")
+        if env_rank() == 0:  # torchrun: every rank exits 2, rank 0 says why
+            sys.stderr.write("error: " + wrap(str(err)) + "\n")
         return EXIT_USER
 
 
@@ -64,19 +67,41 @@ def main(argv: list[str]) -> int:
     if not args.exp_id:
         raise UserError("name the run with -e RUN (a folder under exp/), e.g. -e my_first_run.")
     opts.check_inputs()  # data, files, device: user errors before anything exists on disk
-    if args.resume:
-        run.lock()
-    else:
+    check_world(getattr(opts, "batch_size", 1), job.name)  # torchrun: the same errors on every rank
+    if not args.resume:
         run = RunDir(resolve_run_path(args.exp_root, args.exp_id), args.exp_id)
-        run.create(overwrite=args.overwrite)  # locked from here on: one process per run folder
+    dist = init_from_env(wants_cuda=resolve_device(opts.device).type == "cuda")
     try:
-        run.write_config({"job": job.name, "config": config_name, "options": dataclasses.asdict(opts),
-                          "command": ["python", "main.py", *argv],
-                          "written": dt.datetime.now().isoformat(timespec="seconds")})
-        root_flag = "" if args.exp_root == "exp" else f" --exp_root {args.exp_root}"
-        return launch(job, opts, run, args.resume, f"python main.py -e {args.exp_id}{root_flag} --continue")
+        return _run(args, argv, job, opts, config_name, run, dist)
     finally:
-        run.unlock()
+        dist.close()
+
+
+def _run(args, argv: list[str], job, opts, config_name, run: RunDir, dist: Dist) -> int:
+    """Take the run folder (rank 0 alone: its lock, config.json), then launch the job on every rank."""
+    error = None
+    if dist.is_main:
+        try:
+            run.lock() if args.resume else run.create(overwrite=args.overwrite)  # one process per run folder
+        except UserError as err:
+            error = str(err)
+    dist.raise_if_any(error)  # torchrun: every rank exits 2 when rank 0 cannot take the folder
+    try:
+        if dist.is_main:
+            run.write_config({"job": job.name, "config": config_name, "options": dataclasses.asdict(opts),
+                              "command": _command(argv, dist),
+                              "written": dt.datetime.now().isoformat(timespec="seconds")})
+        root_flag = "" if args.exp_root == "exp" else f" --exp_root {args.exp_root}"
+        resume = " ".join(_command(["-e", args.exp_id], dist)) + f"{root_flag} --continue"
+        return launch(job, opts, run, args.resume, resume, dist)
+    finally:
+        if dist.is_main:
+            run.unlock()
+
+
+def _command(argv: list[str], dist: Dist) -> list[str]:
+    launcher = ["python"] if not dist.active else ["torchrun", f"--nproc_per_node={dist.world_size}"]
+    return [*launcher, "main.py", *argv]
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ full one from the measured per-step and per-image times (marked "extrapolated").
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 
@@ -117,6 +118,7 @@ def main() -> None:
     parser.add_argument("--cpu_reduced", action="store_true", help="40 steps, 64 val images per task")
     parser.add_argument("--layers", default="last_stage_conv1", choices=("last_stage_conv1", "last_stage"),
                         help="partitioned layers of the student")
+    parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -135,13 +137,19 @@ def main() -> None:
           f"{sum(cache.val_sizes)} val images; full budget: {full_steps} steps, {full_images} val images")
     print(f"{'stack':8} {'P':>3} {'train s':>8} {'ms/step':>8} {'score s':>8} {'evals/h measured':>17} "
           f"{'evals/h full budget':>20}")
+    rows = []
     for stack in args.stacks.split(","):
         for population in (int(p) for p in args.populations.split(",")):
             m = measure(cache, schedule, population, stack, not args.no_amp, args.layers)
             measured, full = per_hour(m, population, full_steps, val_factor)
+            rows.append({"stack": stack, "P": population, "layers": args.layers, "ms_per_step":
+                         1000 * m["train_s"] / m["steps"], "evals_per_hour_full_budget": full})
             tag = "" if (full_steps, full_val) == (args.steps, args.val_images) else " (extrapolated)"
             print(f"{stack:8} {population:3d} {m['train_s']:8.2f} {1000 * m['train_s'] / m['steps']:8.1f} "
                   f"{m['score_s']:8.2f} {measured:17.0f} {full:20.0f}{tag}", flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"device": str(args.device), "rows": rows}, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO
 
 
 def _run(script: str, *args: str) -> str:
+    # PYTHONPATH: this checkout's mtl, not an editable install's
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True,
-                            text=True, timeout=300, cwd=REPO, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+                            text=True, timeout=300, cwd=REPO,
+                            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -73,3 +77,35 @@ def test_families_design_rows_share_one_size_and_differ_in_structure(tmp_path):
             overlaps[row] = family_overlap(partition, families, 32)
     assert overlaps["families"]["cross"] == 0.0 and overlaps["wrong pairs 1"]["within"] == 0.0
     assert overlaps["wrong pairs 2"]["within"] == 0.0
+
+
+@pytest.mark.slow
+def test_ddp_scaling_times_each_rank_count_interleaved(tmp_path):
+    out = _run("ddp_scaling.py", "--device", "cpu", "--width", "0.125", "--size", "16", "--batch", "4",
+               "--steps", "1", "--warmup", "1", "--repeats", "2", "--json", str(tmp_path / "ddp.json"))
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert [r[0] for r in rows] == ["1", "2"] and all(float(r[1]) > 0 for r in rows)
+    assert [r["repeats"] for r in json.loads((tmp_path / "ddp.json").read_text())["rows"]] == [2, 2]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
+def test_gpu_suite_without_a_gpu_says_so_and_measures_nothing(tmp_path):
+    result = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_suite.sh"), str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
+    assert result.returncode == 0 and "no CUDA GPU is visible" in result.stdout
+    assert not (tmp_path / "out").exists()
+
+
+def test_suite_table_has_a_row_per_number_and_names_missing_results(tmp_path):
+    (tmp_path / "ddp_scaling.json").write_text(json.dumps(
+        {"device": "cpu", "rows": [{"ranks": 2, "images_per_s": 30.0, "spread": 1.1}]}))
+    (tmp_path / "train.json").write_text(json.dumps({"config": {"steps": "2"}, "model_only": {"single_task": 5.0}}))
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "suite_table.py"), str(tmp_path),
+                             "train", "ddp_scaling", "proxy"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "| train | model_only.single_task | 5 |" in lines and "| ddp_scaling | rows[ranks=2].spread | 1.1 |" in lines
+    assert any(line.startswith("| proxy | (no result") for line in lines) and "config" not in result.stdout
+    assert (tmp_path / "suite.md").read_text() == result.stdout
+    assert set(json.loads((tmp_path / "suite.json").read_text())) == {"train", "ddp_scaling"}

@@ -9,6 +9,7 @@ sampling policy; uint8 batches are read by sorted index from memory-mapped files
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -75,13 +76,17 @@ class MultiDomainLoader:
         in_memory: copy the images into RAM instead of memory-mapping the files.
         curriculum: (temperature, bias) of the train_accuracy policy; None = the original's defaults.
         order: domain positions the "fixed" policy cycles through; None = round robin.
+        shard: (rank, world size) of data-parallel training: every rank plans the same stream of
+            `batch_size` (global) batches and delivers its contiguous slice of each, reading and
+            augmenting only that slice; the state is the same on every rank.
     """
 
     def __init__(self, data_dir: str | Path, domains: Sequence[str], *, batch_size: int = 64,
                  device: str | torch.device = "cpu", seed: int = 0, policy: str = "uniform",
                  split: str = "train", train_on_valid: bool = False, augment: bool = True,
                  input_res: int = 72, prefetch: int = 2, in_memory: bool = False,
-                 curriculum: tuple[float, float] | None = None, order: Sequence[int] | None = None):
+                 curriculum: tuple[float, float] | None = None, order: Sequence[int] | None = None,
+                 shard: tuple[int, int] = (0, 1)):
         if not domains:
             raise ValueError("MultiDomainLoader needs at least one domain")
         self.domains = list(domains)
@@ -91,6 +96,10 @@ class MultiDomainLoader:
         if self.order is not None and not all(0 <= k < len(self.domains) for k in self.order):
             raise ValueError(f"order positions must be in 0..{len(self.domains) - 1}")
         self.device = torch.device(device)
+        rank, world = shard
+        if self.batch_size % world or not 0 <= rank < world:
+            raise ValueError(f"shard {shard} does not split batches of {self.batch_size}")
+        self._slice = slice(rank * self.batch_size // world, (rank + 1) * self.batch_size // world)
         self.augment, self.input_res, self.prefetch = augment, int(input_res), int(prefetch)
         splits = [split, "val"] if train_on_valid and split == "train" else [split]
         files = [DomainFile(domain_file_path(data_dir, d), in_memory=in_memory) for d in self.domains]
@@ -136,7 +145,8 @@ class MultiDomainLoader:
         images, labels = self._reads.popleft().result() if self._executor else self._read(k, indices)
         self.step = step + 1
         self._fill()  # start the next read before this batch's device work
-        return self.domains[k], self._transform(k, step, images), labels.to(self.device, non_blocking=True)
+        return (self.domains[k], self._transform(k, step, images, len(indices)),
+                labels.to(self.device, non_blocking=True))
 
     def state_dict(self) -> dict:
         """Plain-typed state (torch.load(weights_only=True) safe): position, accuracies, planned batches."""
@@ -196,15 +206,18 @@ class MultiDomainLoader:
         return self._executor.submit(self._read, k, indices)
 
     def _read(self, k: int, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.sources[k].read(indices, pin=self.device.type == "cuda")
+        return self.sources[k].read(indices[self._slice], pin=self.device.type == "cuda")
 
-    def _transform(self, k: int, step: int, images: torch.Tensor) -> torch.Tensor:
+    def _transform(self, k: int, step: int, images: torch.Tensor, planned: int) -> torch.Tensor:
         source = self.sources[k]
         images = images.to(self.device, non_blocking=True)
         if not self.augment:
             return augment.eval_transform(images, res=self.input_res, mean=source.mean, std=source.std)
-        params = augment.sample_params(len(images), self.input_res, generator_for(self.seed, 3, step),
+        params = augment.sample_params(planned, self.input_res, generator_for(self.seed, 3, step),
                                        flip_safe=source.flip_safe)
+        if len(images) != planned:  # a data-parallel shard: this rank's images' draws
+            params = augment.AugmentParams(*(getattr(params, f.name)[self._slice]
+                                             for f in dataclasses.fields(params)))
         return augment.train_transform(images, params, res=self.input_res, mean=source.mean, std=source.std)
 
     def _cancel_reads(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from mtl.train.distributed import SINGLE, Dist
 from mtl.util.checkpoint import CheckpointStore
 from mtl.util.run_dir import RunDir
 from mtl.util.signals import StopFlag
@@ -30,8 +31,18 @@ class JobContext:
     checkpoints: CheckpointStore
     stop: StopFlag
     resuming: bool
+    dist: Dist = SINGLE  # data-parallel: this rank's place; only rank 0 writes (its checkpoints are saved)
 
     def checkpoint(self, state: dict[str, Any], step: int, metric: float | None = None) -> None:
         """Save `state` as step `step`, then stop the job if SIGINT / SIGTERM arrived."""
-        self.checkpoints.save(state, step, metric)
+        if self.dist.is_main:
+            self.checkpoints.save(state, step, metric)
+        self.agree_on_stop()  # a signal on any rank stops every rank, after this one checkpoint
         self.stop.raise_if_requested()
+
+    def agree_on_stop(self) -> bool:
+        """Whether a stop was requested on any rank (then on every rank): one all-reduce per call."""
+        signum = self.dist.any_(self.stop.signum or 0)
+        if signum and not self.stop.requested:
+            self.stop.signum = signum
+        return self.stop.requested

@@ -23,8 +23,9 @@ from mtl.jobs.train_options import TrainOptions
 from mtl.jobs.train_setup import build_train_model, dataset_folder, init_from_run
 from mtl.methods import build_method
 from mtl.models.resources import format_resources, task_resources
+from mtl.train.distributed import check_same_state
 from mtl.train.divergence import DivergenceGuard
-from mtl.train.loop import evaluate
+from mtl.train.loop import evaluate, precision
 from mtl.train.method_step import make_steps
 from mtl.train.metrics import decathlon_score
 from mtl.train.optim import lr_at
@@ -42,8 +43,10 @@ def run_train(ctx: JobContext) -> dict:
     opts, log = ctx.opts, ctx.log
     spec = get_dataset(opts.dataset)
     tasks = opts.task_names()
-    folder = dataset_folder(opts)
+    folder = ctx.dist.main_first(lambda: dataset_folder(opts))  # built once when missing
     model = build_train_model(opts, [spec.domain(t) for t in tasks]).to(ctx.device)
+    if opts.sync_bn and ctx.dist.active:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     resources = task_resources(model, opts.input_res) if hasattr(model, "conv_masks") else {}
     log.info("tasks: %s\n%s", ", ".join(tasks), format_resources(resources) if resources else
              f"graph model: {sum(p.numel() for p in model.parameters())} parameters")
@@ -51,7 +54,7 @@ def run_train(ctx: JobContext) -> dict:
     state = {"step": 0, "train_acc": {t: 0.0 for t in tasks}, "seen": {t: 0 for t in tasks}, "history": [],
              "train_seconds": 0.0, "train_cpu_seconds": 0.0, "timed_steps": 0}
     net = torch.compile(model) if opts.compile else model
-    steps = make_steps(opts, model, net, method, tasks, folder, ctx.device)
+    steps = make_steps(opts, model, net, method, tasks, folder, ctx.device, ctx.dist)
     log.info("%s", steps.describe())
     if (saved := ctx.checkpoints.load_latest()) is not None:
         _restore_checked(ctx, saved, model, steps, method, state)
@@ -61,6 +64,7 @@ def run_train(ctx: JobContext) -> dict:
             load_backbone(model, opts.backbone, ctx.run.exp_root, log)
         if opts.init_from:
             init_from_run(model, opts.init_from, ctx.run.exp_root, log)
+    _same_start(ctx, model, state["step"])
     reset_peak(ctx.device)
     try:
         _train_rounds(ctx, model, steps, method, state, folder, tasks)
@@ -93,13 +97,16 @@ def _train_rounds(ctx, model, steps, method, state, folder, tasks) -> None:
         if info is not None and state["step"] == 1:
             ctx.log.info("step 1: gradient source %s, heads %s, task weights %s", info.source, info.heads,
                          " ".join(f"{t}={w:.3g}" for t, w in zip(tasks, info.weights)))
+        if opts.check_ranks:
+            check_same_state(ctx.dist, "method state", method.state_dict(), state["step"])
+            check_same_state(ctx.dist, "model", model.state_dict(), state["step"])
         maybe_inject_fault("train_step", state["step"])
         if state["step"] % opts.log_every == 0:
             _log_train(ctx, metrics, info, tasks, lr, state, window)
         if state["step"] % opts.train_iters == 0:
             steps.end_round()
             _end_round(ctx, model, steps, method, state, folder, tasks, info, save=not guard.in_a_row)
-        elif (state["step"] % opts.checkpoint_every == 0 and not guard.in_a_row) or ctx.stop.requested:
+        elif (state["step"] % opts.checkpoint_every == 0 and not guard.in_a_row) or ctx.agree_on_stop():
             # No checkpoint inside a run of skipped steps: the last good one stays the latest.
             ctx.checkpoint(_snapshot(model, steps, method, state), state["step"])
 
@@ -131,10 +138,25 @@ def _log_train(ctx, metrics, info, tasks, lr, state, window) -> None:
     window.update(start=time.perf_counter(), images=0)
 
 
+def _same_start(ctx, model, step: int) -> None:
+    """Data-parallel: every rank resumed the same checkpoint, and starts from rank 0's weights."""
+    if not ctx.dist.active:
+        return
+    steps = ctx.dist.gather(step)
+    if len(set(steps)) != 1:
+        raise RuntimeError(f"ranks resumed different checkpoints (steps {steps}); is {ctx.checkpoints.folder} "
+                           "on a file system every rank sees?")
+    ctx.dist.broadcast_(list(model.state_dict().values()))
+
+
 def _end_round(ctx, model, steps, method, state, folder, tasks, info, save: bool = True) -> None:
     opts = ctx.opts
+    if not ctx.dist.is_main:  # rank 0 validates (same weights and statistics everywhere) and saves
+        if save or ctx.agree_on_stop():
+            ctx.checkpoint({}, state["step"])
+        return
     results = evaluate(steps.eval_net, folder, tasks, "val", device=ctx.device, input_res=opts.input_res,
-                       batch_size=opts.eval_batch_size, max_images=opts.val_max_images, amp=opts.amp,
+                       batch_size=opts.eval_batch_size, max_images=opts.val_max_images, amp=steps.amp,
                        channels_last=opts.channels_last and ctx.device.type == "cuda")
     accuracy = {t: r["accuracy"] for t, r in results.items()}
     mean_acc = sum(accuracy.values()) / len(accuracy)
@@ -147,14 +169,17 @@ def _end_round(ctx, model, steps, method, state, folder, tasks, info, save: bool
     ctx.log.info("round %d/%d (step %d): val accuracy %s | mean %.4f%s", state["step"] // opts.train_iters,
                  opts.num_rounds, state["step"], " ".join(f"{t}={a:.3f}" for t, a in accuracy.items()), mean_acc,
                  weights)
-    if save or ctx.stop.requested:
+    if save or ctx.agree_on_stop():
         ctx.checkpoint(_snapshot(model, steps, method, state), state["step"], metric=mean_acc)
 
 
 def _snapshot(model, steps, method, state) -> dict:
-    return {"model": model.state_dict(), "optimizers": {k: o.state_dict() for k, o in steps.optimizers.items()},
-            "loader": steps.loader.state_dict(), "method": method.state_dict(), "train": dict(state),
-            "rng": capture_rng_state()}
+    snapshot = {"model": model.state_dict(), "optimizers": {k: o.state_dict() for k, o in steps.optimizers.items()},
+                "loader": steps.loader.state_dict(), "method": method.state_dict(), "train": dict(state),
+                "rng": capture_rng_state()}
+    if steps.scaler is not None:  # fp16: the loss scale and its growth tracker
+        snapshot["scaler"] = steps.scaler.state_dict()
+    return snapshot
 
 
 def _restore_checked(ctx, saved, model, steps, method, state) -> None:
@@ -175,6 +200,8 @@ def _restore(saved, model, steps, method, state) -> None:
     if hasattr(steps, "after_restore"):
         steps.after_restore()
     steps.loader.load_state_dict(saved["loader"])
+    if steps.scaler is not None:
+        steps.scaler.load_state_dict(saved["scaler"])
     if "method" in saved:  # checkpoints from before the methods were wired hold none (naive)
         method.load_state_dict(saved["method"])
     state.update(saved["train"])
@@ -183,8 +210,10 @@ def _restore(saved, model, steps, method, state) -> None:
 
 def _finish(ctx, net, folder: Path, tasks, spec, resources, state) -> dict:
     opts = ctx.opts
+    if not ctx.dist.is_main:
+        return {}
     final = evaluate(net, folder, tasks, "val", device=ctx.device, input_res=opts.input_res,
-                     batch_size=opts.eval_batch_size, amp=opts.amp, keep_predictions=True)
+                     batch_size=opts.eval_batch_size, amp=precision(opts, ctx.device), keep_predictions=True)
     atomic_write_json(ctx.run.path / "predictions.json",
                       {t: {"split": "val", "image_ids": r.pop("image_ids"), "predicted": r.pop("predicted")}
                        for t, r in final.items()})
@@ -213,6 +242,6 @@ def _write_submission(ctx, net, folder: Path, tasks) -> Path:
 
     opts = ctx.opts
     test = evaluate(net, folder, tasks, "test", device=ctx.device, input_res=opts.input_res,
-                    batch_size=opts.eval_batch_size, amp=opts.amp, keep_predictions=True)
+                    batch_size=opts.eval_batch_size, amp=precision(opts, ctx.device), keep_predictions=True)
     predictions = {t: (r["image_ids"], r["predicted"]) for t, r in test.items()}
     return write_submission(ctx.run.path / "submission.json", folder, predictions)

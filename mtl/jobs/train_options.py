@@ -69,11 +69,20 @@ class TrainOptions(RunOptions):
     eval_batch_size: int = option(256, "images per evaluation batch", resume_safe=True, at_least=1)
     divergence_patience: int = option(5, "stop as diverged after this many non-finite steps in a row (each "
                                       "is skipped)", resume_safe=True, at_least=1)
-    amp: bool = option(True, "bf16 autocast on CUDA (ignored on CPU)", resume_safe=True)
+    amp: bool = option(True, "autocast on CUDA (--amp_dtype; on CPU only with --amp_cpu)", resume_safe=True)
+    amp_dtype: str = option("bf16", "autocast dtype: bf16, or fp16 with a GradScaler (checkpointed; method "
+                            "naive only: combined methods would see scaled losses)", choices=("bf16", "fp16"))
+    amp_cpu: bool = option(False, "autocast on CPU too (e.g. bf16 without a GPU)", resume_safe=True)
     channels_last: bool = option(True, "channels_last memory format on CUDA", resume_safe=True)
     compile: bool = option(False, "torch.compile the model (first steps slower)", resume_safe=True)
     prefetch: int = option(2, "batches read ahead by the loader", resume_safe=True, at_least=0)
     in_memory: bool = option(False, "hold the training images in RAM", resume_safe=True)
+    sync_bn: bool = option(False, "data-parallel on CUDA: SyncBatchNorm (batch statistics over the global "
+                           "batch) instead of each rank's own; off = per-rank BatchNorm, as DDP's default",
+                           resume_safe=True)
+    check_ranks: bool = option(False, "data-parallel debug: compare checksums of the method state and the "
+                               "weights across ranks after every step (an error names what differs)",
+                               resume_safe=True)
     write_submission: bool = option(False, "predict the test split and write submission.json at the end",
                                     resume_safe=True)
 
@@ -81,10 +90,13 @@ class TrainOptions(RunOptions):
         super().check_inputs()
         from mtl.jobs.backbone import check_backbone_choice
         from mtl.jobs.inputs import check_data, check_partition
+        from mtl.train.distributed import env_world_size
 
         # here, not in validate: a config's own values are validated before the command line's apply
         check_backbone_choice(self.last_third_only, self.backbone)
         check_data(self.dataset, self.data_dir, self.task_names())
+        if env_world_size() > 1:
+            self._check_data_parallel()
         if self.model.startswith("partitioned"):
             check_partition(self.partition, self.task_names())
         if self.curriculum_order:
@@ -119,6 +131,9 @@ class TrainOptions(RunOptions):
         from mtl.methods import build_method  # imported here: --help stays fast
 
         method = build_method(self.mtl_method, len(self.task_names()), self.method_options)
+        if self.amp and self.amp_dtype == "fp16" and not method.uses_task_optimizers:
+            raise UserError(f"--amp_dtype fp16 works with --mtl_method naive only: the loss scale would reach "
+                            f"{self.mtl_method}'s loss values and per-task gradients; use --amp_dtype bf16.")
         if method.uses_task_optimizers and self.grad_source != "shared":
             raise UserError(f"--grad_source {self.grad_source} has no effect with --mtl_method "
                             f"{self.mtl_method} (each task steps its own optimizer on its own gradient).")
@@ -133,6 +148,26 @@ class TrainOptions(RunOptions):
             return load_task_order(self.curriculum_order, len(self.task_names()))
         except ValueError as exc:
             raise UserError(f"--curriculum_order: {exc}.") from exc
+
+    def _check_data_parallel(self) -> None:
+        """torchrun: methods whose state would learn from one rank's slice are refused (every rank)."""
+        from mtl.methods import build_method
+        from mtl.methods.base import SharedParts
+        from mtl.util.device import resolve_device
+
+        if self.sync_bn and resolve_device(self.device).type != "cuda":
+            raise UserError("--sync_bn needs CUDA devices (torch's SyncBatchNorm has no CPU kernel); drop it on "
+                            "CPU, where each rank normalises its own slice of the batch.")
+        method = build_method(self.mtl_method, len(self.task_names()), self.method_options)
+        if method.uses_task_optimizers:
+            return
+        source = method.source_for(SharedParts([], source=self.grad_source))
+        if source not in method.data_parallel_sources:
+            raise UserError(f"--mtl_method {self.mtl_method} with gradient source {source} cannot run "
+                            "data-parallel yet (its state would learn from each rank's slice, not the global "
+                            "batch); run it in one process (python main.py)"
+                            + (f" or use source {method.data_parallel_sources[0]}"
+                               if method.data_parallel_sources else "") + ".")
 
     def task_names(self) -> list[str]:
         """The chosen domains, in task order; UserError for a bad --task_choice."""

@@ -91,6 +91,9 @@ class SharedParts:
         representation: this step's shared feature tensor(s) (needed for source 'representation'):
             one tensor all tasks read, or one per task when tasks have separate inputs.
         separate_inputs: each task's loss comes from its own batch, so task graphs share only parameters.
+        reducer: under data-parallel training, the process group (mtl/train/distributed.py ``Dist``:
+            ``average_``, ``sum_``, ``world_size``); per-task gradients are then those of the global
+            batch. None = one process.
     """
 
     params: Sequence[Tensor]
@@ -99,6 +102,7 @@ class SharedParts:
     last_shared: Sequence[Tensor] = ()
     representation: Sequence[Tensor] = ()
     separate_inputs: bool = False
+    reducer: Any = None
 
     def __post_init__(self) -> None:
         # frozen parameters take no part (e.g. the original's 'last_third_only' training)
@@ -161,6 +165,9 @@ class Method(nn.Module):
     sources: ClassVar[tuple[str, ...]] = SOURCES
     uses_task_optimizers: ClassVar[bool] = False
     needs_losses_after_step: ClassVar[bool] = False
+    # Sources for which data-parallel training (SharedParts.reducer) gives one process's update on the
+    # global batch: the method sees only global loss values, per-task gradients or their Gramian.
+    data_parallel_sources: ClassVar[tuple[str, ...]] = SOURCES
 
     def __init__(self, num_tasks: int, options: Any = None):
         super().__init__()

@@ -55,6 +55,8 @@ class GradDrop(Method):
 
     Options = GradDropOptions
     sources = ("shared", "representation")
+    # representation: per-unit draws over this rank's rows, not the global batch's
+    data_parallel_sources = ("shared",)
 
     def __init__(self, num_tasks, options=None):
         super().__init__(num_tasks, options)

@@ -8,7 +8,7 @@ parameters get each task's own gradient, scaled by the head weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
@@ -26,6 +26,8 @@ class TaskGrads:
         inputs: the source tensors (shared params, last shared layer or representation).
         used: per source tensor, whether any task's loss reached it.
         source: the gradient source name.
+        reducer: set when the rows are this rank's block of a data-parallel representation (other ranks
+            hold other samples' features): the Gramian is then summed over ranks.
     """
 
     jacobian: Tensor
@@ -33,10 +35,19 @@ class TaskGrads:
     inputs: list[Tensor]
     used: list[bool]
     source: str
+    reducer: Any = None
 
     def gramian(self) -> Tensor:
-        """G = J J^T in float64 (K x K, on the CPU: the solvers are tiny)."""
-        return (self.jacobian @ self.jacobian.T).double().cpu()
+        """G = J J^T in float64 (K x K, on the CPU: the solvers are tiny), whatever the autocast dtype.
+
+        Data-parallel representation rows: the global loss is the mean of the R ranks' losses, so the
+        global rows are the ranks' blocks over R, and G = sum_r J_r J_r^T / R^2 (exact, K x K all-reduced).
+        """
+        gramian = (self.jacobian @ self.jacobian.T).double()  # the rows are float32 or wider (see below)
+        if self.reducer is not None:
+            self.reducer.sum_([gramian])
+            gramian = gramian / self.reducer.world_size ** 2
+        return gramian.cpu()
 
     def split(self, vector: Tensor) -> list[Tensor]:
         """Cut a flat source-sized vector into tensors shaped like the source tensors."""
@@ -82,7 +93,22 @@ def task_gradients(losses: Sequence[Tensor], parts: SharedParts, source: str,
             offset += t.numel()
         head_grads.append(list(grads[len(inputs):len(inputs) + len(heads)]))
         extra_grads.append(list(grads[len(inputs) + len(heads):]))
-    return TaskGrads(jacobian, head_grads, inputs, used, source), extra_grads
+    return _reduced(TaskGrads(jacobian, head_grads, inputs, used, source), parts.reducer), extra_grads
+
+
+def _reduced(grads: TaskGrads, reducer: Any) -> TaskGrads:
+    """Data-parallel: per-task gradients of the global batch (rows and heads averaged over the ranks;
+    representation rows stay local and their Gramian is summed instead). Ranks agree on which
+    gradients exist (the same tasks, the same graph), so the flat buffers line up."""
+    if reducer is None:
+        return grads
+    heads = [g for task in grads.head_grads for g in task if g is not None]
+    if grads.source == "representation":
+        reducer.average_(heads)
+        grads.reducer = reducer
+    else:
+        reducer.average_([grads.jacobian, *heads])
+    return grads
 
 
 def apply_update(losses: Sequence[Tensor], parts: SharedParts, grads: TaskGrads,

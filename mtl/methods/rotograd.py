@@ -121,6 +121,9 @@ class RotoGrad(Method):
 
     Options = RotoGradOptions
     sources = ("representation",)
+    # The rotations learn from each rank's own slice of the representation gradients (norms and the
+    # rotation loss over its rows): not yet the global batch's, so data-parallel runs are refused.
+    data_parallel_sources = ()
 
     def __init__(self, num_tasks, options=None):
         super().__init__(num_tasks, options)

@@ -44,38 +44,45 @@ from mtl.errors import UserError
 from mtl.methods.base import Method, SharedParts, StepInfo
 from mtl.models.graph import GraphModel
 from mtl.models.graph_config import weighted_task_loss
+from mtl.train.distributed import SINGLE, Dist, model_buffers, straight_through
 from mtl.train.divergence import all_finite, restore_buffers, saved_buffers
-from mtl.train.loop import autocast, train_step
-from mtl.train.metrics import correct_count
+from mtl.train.loop import autocast, grad_scaler, precision, train_step
 from mtl.train.optim import make_sgd, set_lr
 
 _STREAM_PURPOSE = 4  # derive_seed purpose of the per-task streams (the loader uses 1-3)
 
 
 def make_steps(opts: Any, model: nn.Module, net: nn.Module, method: Method, tasks: list[str], folder: Path,
-               device: torch.device) -> "NaiveSteps | MethodSteps":
-    """The stepper for `method`: NaiveSteps when it uses per-task optimizers, else MethodSteps."""
+               device: torch.device, dist: Dist = SINGLE) -> "NaiveSteps | MethodSteps":
+    """The stepper for `method`: NaiveSteps when it uses per-task optimizers, else MethodSteps.
+
+    Data-parallel (`dist`, mtl/train/distributed.py): each rank gets its slice of every (global)
+    batch, and a step is that of one process on the global batch.
+    """
     kind = NaiveSteps if method.uses_task_optimizers else MethodSteps
-    return kind(opts, model, net, method, tasks, folder, device)
+    return kind(opts, model, net, method, tasks, folder, device, dist)
 
 
-def _loader_kwargs(opts: Any, device: torch.device) -> dict[str, Any]:
+def _loader_kwargs(opts: Any, device: torch.device, dist: Dist) -> dict[str, Any]:
     return dict(batch_size=opts.batch_size, device=device, train_on_valid=opts.train_on_valid,
-                input_res=opts.input_res, prefetch=opts.prefetch, in_memory=opts.in_memory)
+                input_res=opts.input_res, prefetch=opts.prefetch, in_memory=opts.in_memory,
+                shard=(dist.rank, dist.world_size))
 
 
 class NaiveSteps:
     """One task per step (sampled by the curriculum), stepped by that task's own SGD."""
 
-    def __init__(self, opts, model, net, method, tasks, folder, device):
-        self.net, self.eval_net, self.method, self.amp = net, net, method, opts.amp
+    def __init__(self, opts, model, net, method, tasks, folder, device, dist=SINGLE):
+        self.net, self.eval_net, self.method, self.amp = net, net, method, precision(opts, device)
+        self.dist, self.buffers = dist, model_buffers(model)
+        self.scaler = grad_scaler(self.amp, device)  # fp16 only; checkpointed with the optimizers
         self.channels_last = opts.channels_last and device.type == "cuda"
         self.optimizers = {t: make_sgd(model.parameters_for(t), opts.lr, opts.momentum, opts.weight_decay, True)
                            for t in tasks}
         self.loader = MultiDomainLoader(folder, tasks, seed=opts.seed, policy=opts.curriculum,
                                         curriculum=(opts.curriculum_temperature, opts.curriculum_bias),
                                         order=opts.task_order() if opts.curriculum == "fixed" else None,
-                                        **_loader_kwargs(opts, device))
+                                        **_loader_kwargs(opts, device, dist))
         self.clip_grad = opts.clip_grad
         self.set_to_none = getattr(model, "zero_grads_to_none", True)
 
@@ -85,8 +92,10 @@ class NaiveSteps:
             images = images.contiguous(memory_format=torch.channels_last)
         set_lr(self.optimizers[task], lr)
         metrics = train_step(self.net, self.optimizers[task], task, images, labels, amp=self.amp,
-                             set_to_none=self.set_to_none, clip_grad=self.clip_grad)
-        return {task: {**metrics, "images": len(labels)}}, None
+                             set_to_none=self.set_to_none, clip_grad=self.clip_grad, dist=self.dist,
+                             scaler=self.scaler)
+        self.dist.broadcast_(self.buffers)  # BatchNorm statistics: rank 0's (DDP's broadcast_buffers)
+        return {task: {**metrics, "images": len(labels) * self.dist.world_size}}, None
 
     def end_round(self) -> None:
         self.method.end_round()
@@ -178,8 +187,10 @@ def _adapts(method: Method) -> bool:
 class MethodSteps:
     """Every task every step; the method combines the K losses' gradients; one SGD over everything."""
 
-    def __init__(self, opts, model, net, method, tasks, folder, device):
-        self.model, self.method, self.tasks, self.amp = model, method, tasks, opts.amp
+    def __init__(self, opts, model, net, method, tasks, folder, device, dist=SINGLE):
+        self.model, self.method, self.tasks, self.amp = model, method, tasks, precision(opts, device)
+        self.dist, self.buffers = dist, model_buffers(model)
+        self.scaler = None  # fp16 is refused for combined methods (TrainOptions.validate)
         self.channels_last = opts.channels_last and device.type == "cuda"
         self.declared_source = opts.grad_source
         # Loss-weighting methods (no 'source' option) backward the weighted sum: no source to take.
@@ -188,7 +199,7 @@ class MethodSteps:
         self.net = MethodNet(model, net, method, tasks, split=self.source == "representation" or _adapts(method))
         self.eval_net = self.net
         self.optimizers = {"all": make_sgd(model.parameters(), opts.lr, opts.momentum, opts.weight_decay, True)}
-        self.loader = TaskBatches(folder, tasks, opts.seed, **_loader_kwargs(opts, device))
+        self.loader = TaskBatches(folder, tasks, opts.seed, **_loader_kwargs(opts, device, dist))
 
     def step(self, lr: float) -> tuple[dict[str, dict[str, float]], StepInfo]:
         batches = next(self.loader)
@@ -196,8 +207,10 @@ class MethodSteps:
             batches = {t: (x.contiguous(memory_format=torch.channels_last), y) for t, (x, y) in batches.items()}
         optimizer = self.optimizers["all"]
         set_lr(optimizer, lr)
-        return multi_task_step(self.net, self.model, self.method, optimizer, batches,
-                               source=self.declared_source, amp=self.amp)
+        result = multi_task_step(self.net, self.model, self.method, optimizer, batches,
+                                 source=self.declared_source, amp=self.amp, dist=self.dist)
+        self.dist.broadcast_(self.buffers)  # BatchNorm statistics: rank 0's (DDP's broadcast_buffers)
+        return result
 
     def end_round(self) -> None:
         self.method.end_round()
@@ -212,7 +225,7 @@ class MethodSteps:
 
 def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
                     batches: dict[str, tuple[torch.Tensor, torch.Tensor]], *, source: str,
-                    amp: bool) -> tuple[dict[str, dict[str, float]], StepInfo]:
+                    amp: bool, dist: Dist = SINGLE) -> tuple[dict[str, dict[str, float]], StepInfo]:
     """One combined step: every task's loss, the method's update into .grad, one optimizer step.
 
     Args:
@@ -222,7 +235,8 @@ def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer:
         optimizer: SGD over the model's trainable parameters.
         batches: task -> (images, labels), in task order.
         source: the gradient source the model declares (the method's option may override it).
-        amp: bf16 autocast on CUDA.
+        amp: autocast (True: bf16 on CUDA; a dtype: that one on any device).
+        dist: data-parallel group: losses, per-task gradients and the update become the global batch's.
 
     Returns:
         Per task {"loss" (unweighted cross-entropy), "accuracy", "images", "finite"}, and the method's
@@ -230,42 +244,57 @@ def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer:
     """
     net.train()
     buffers = saved_buffers(model)
-    losses, raw, logits_all, reps = [], [], [], []
+    ce, logits_all, reps = [], [], []
     for task, (images, labels) in batches.items():
         with autocast(images.device, amp):
             logits = net(images, task)
-        loss = F.cross_entropy(logits.float(), labels)
-        raw.append(loss.detach())
+        ce.append(F.cross_entropy(logits.float(), labels))
         logits_all.append(logits.detach())
-        losses.append(weighted_task_loss(model, task, loss))
         reps += net.take_representation()
     tasks = list(batches)
+    ce, values, correct = _global_losses(dist, ce, logits_all, [batches[t][1] for t in tasks])
+    losses = [weighted_task_loss(model, task, loss) for task, loss in zip(tasks, ce)]
     optimizer.zero_grad(set_to_none=True)
-    values = torch.stack(raw).tolist()  # the one host read of the losses (metrics and the guard)
     finite = all(math.isfinite(v) for v in values)
     info = None
     if finite:  # a non-finite loss never reaches the method (its weights / logits / rotations stay)
         before = copy.deepcopy(method.state_dict())
         parts = SharedParts(model.shared_parameters(), task_parameters(model, tasks), source,
-                            last_shared_parameters(model), reps, separate_inputs=True)
+                            last_shared_parameters(model), reps, separate_inputs=True,
+                            reducer=dist if dist.active else None)
         info = method.backward(losses, parts)
         grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+        dist.average_(grads)  # what is still local in the update (a no-op on what the method averaged)
         finite = bool(all_finite([], grads)) if grads else True
         if finite:
             with update_guard(model, tasks):
                 optimizer.step()
             if method.needs_losses_after_step:
-                method.after_step(losses_after_step(net, model, batches, amp))
+                method.after_step(losses_after_step(net, model, batches, amp, dist))
         else:  # an overflow in the combined gradient: undo what the method learnt from it
             method.load_state_dict(before)
             info = None
     if not finite:
         optimizer.zero_grad(set_to_none=True)
         restore_buffers(buffers)
-    metrics = {t: {"loss": value, "accuracy": correct_count(logits, batches[t][1]) / len(batches[t][1]),
-                   "images": len(batches[t][1]), "finite": finite}
-               for t, value, logits in zip(tasks, values, logits_all)}
+    metrics = {t: {"loss": value, "accuracy": hits / (len(batches[t][1]) * dist.world_size),
+                   "images": len(batches[t][1]) * dist.world_size, "finite": finite}
+               for t, value, hits in zip(tasks, values, correct)}
     return metrics, info
+
+
+def _global_losses(dist: Dist, ce: list[torch.Tensor], logits: list[torch.Tensor],
+                   labels: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[float], list[int]]:
+    """The losses (global values, local gradients), their values and the correct counts, in one
+    host read (and, data-parallel, one all-reduce of the 2K numbers)."""
+    hits = [(lg.argmax(1) == y).sum() for lg, y in zip(logits, labels)]
+    totals = torch.cat([torch.stack(ce).detach().double(), torch.stack(hits).double()]).cpu()
+    dist.sum_([totals])
+    k = len(ce)
+    values = totals[:k] / dist.world_size
+    if dist.active:
+        ce = straight_through(ce, values)
+    return ce, values.tolist(), [int(h) for h in totals[k:].tolist()]
 
 
 def task_parameters(model: nn.Module, tasks: list[str]) -> list[nn.Parameter]:
@@ -313,9 +342,10 @@ def update_guard(model: nn.Module, tasks: list[str]) -> Iterator[None]:
 
 @torch.no_grad()
 def losses_after_step(net: MethodNet, model: nn.Module, batches: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                      amp: bool) -> list[torch.Tensor]:
+                      amp: bool, dist: Dist = SINGLE) -> list[torch.Tensor]:
     """The same batches' losses after the update (FAMO), in training mode as the official code does,
-    without side effects: BatchNorm statistics and the random generators are put back."""
+    without side effects: BatchNorm statistics and the random generators are put back. Data-parallel:
+    the global batch's (one all-reduce of the K values)."""
     buffers = [(b, b.clone()) for b in model.buffers()]
     device = next(iter(batches.values()))[0].device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -326,4 +356,8 @@ def losses_after_step(net: MethodNet, model: nn.Module, batches: dict[str, tuple
             losses.append(weighted_task_loss(model, task, F.cross_entropy(logits.float(), labels)))
     for buffer, saved in buffers:
         buffer.copy_(saved)
+    if dist.active:
+        values = torch.stack(losses).double().cpu()
+        dist.average_([values])
+        losses = [v.to(loss) for v, loss in zip(values, losses)]
     return losses
