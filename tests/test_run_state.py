@@ -81,6 +81,18 @@ def test_a_read_only_exp_root_is_a_user_error(cli):
     assert result.returncode == 2 and "cannot create the run folder" in result.stderr
 
 
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux sysfs")
+def test_an_exp_root_where_even_root_cannot_write_is_a_user_error(cli):
+    """sysfs refuses new folders to every user, root included: the read-only case as this machine's root
+    meets it (the test above is skipped as root)."""
+    root = "/sys/mtl_unwritable_exp_root"
+    if os.path.exists(root):
+        pytest.skip(f"{root} exists")
+    result = cli("-e", "x", "--exp_root", root, *TOY)
+    assert result.returncode == 2 and "cannot create the run folder" in result.stderr
+    assert "Traceback" not in result.stderr and not os.path.exists(root)
+
+
 def test_a_corrupt_or_deleted_results_database_is_named(cli):
     assert cli("-e", "s", *SEARCH).returncode == 0
     folder = cli.cwd / "exp/s"
