@@ -66,11 +66,11 @@ def train(method_name: str, options: dict, dist: Dist = SINGLE) -> dict[str, dic
     return {"model": model.state_dict(), "method": method.state_dict()}
 
 
-def rank_main(rank: int, world: int, init_file: str, out_dir: str) -> None:
+def rank_main(rank: int, world: int, init_method: str, out_dir: str) -> None:
     """A spawned gloo rank: every case, each one's final state saved by this rank."""
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.distributed.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world)
     try:
         dist = Dist(rank, world, rank)
         for n, (name, options) in enumerate(CASES):
@@ -82,5 +82,10 @@ def rank_main(rank: int, world: int, init_file: str, out_dir: str) -> None:
             message = str(err)
         with open(os.path.join(out_dir, f"probe-rank{rank}.txt"), "w") as fh:
             fh.write(message)
+    except BaseException:
+        import traceback
+        with open(os.path.join(out_dir, f"error-rank{rank}.txt"), "w") as fh:
+            fh.write(traceback.format_exc())
+        raise
     finally:
         torch.distributed.destroy_process_group()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -59,9 +60,21 @@ def test_state_checksums_tell_states_apart():
 @pytest.fixture(scope="module")
 def two_rank_states(tmp_path_factory):
     """Every case of ddp_helpers.CASES trained by 2 spawned gloo ranks: {case: [rank0, rank1]}."""
-    out = tmp_path_factory.mktemp("ddp")
-    mp.start_processes(ddp_helpers.rank_main, args=(2, str(out / "init"), str(out)), nprocs=2,
-                       start_method="spawn", join=True)
+    # Known flake, cause not found yet: about one start in ten, both ranks abort mid-run with "terminate
+    # called without an active exception" (SIGABRT, no Python error; file:// and tcp:// stores alike, only
+    # under pytest's output capture). One retry on that signal alone; every assertion still applies.
+    for attempt in range(2):
+        out = tmp_path_factory.mktemp("ddp")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        try:
+            mp.start_processes(ddp_helpers.rank_main, args=(2, f"tcp://127.0.0.1:{port}", str(out)), nprocs=2,
+                               start_method="spawn", join=True)
+            break
+        except mp.ProcessExitedException as err:
+            if attempt or err.signal_name != "SIGABRT" or list(out.glob("error-rank*.txt")):
+                raise
     states = {n: [torch.load(out / f"case{n}-rank{r}.pt", weights_only=True) for r in range(2)]
               for n in range(len(ddp_helpers.CASES))}
     states["probe"] = [(out / f"probe-rank{r}.txt").read_text() for r in range(2)]
