@@ -39,7 +39,7 @@ from mtl.jobs.pipeline_submission import write_pipeline_submission
 from mtl.jobs.pipeline_table import SEARCHED, build_table, render_table, teachers_row, variant_row
 from mtl.jobs.stage_pool import Stage, run_stages
 from mtl.meta.objectives import get_objective
-from mtl.meta.partition import RECORD_KEY, Partition, load_partition, partition_record, preset, save_partition
+from mtl.meta.partition import Partition, load_partition, preset, rescoring_params, save_partition
 from mtl.meta.store import ResultsStore
 from mtl.meta.structure import family_overlap
 from mtl.models.resnet import STAGE_WIDTHS
@@ -264,9 +264,8 @@ def _final_partitions(ctx: JobContext, tasks: list[str], searches: dict[str, str
 def _proxy_scores(ctx: JobContext, teacher_ids: list[str], partitions: dict[str, Path],
                   backbone: str = "none") -> dict[str, dict]:
     """Every final partition scored by the objective in one runner search (same seed: a fair comparison)."""
-    loaded = {name: load_partition(path) for name, path in partitions.items()}
-    variants = {name: {"partition": p.raw[0].tolist(), RECORD_KEY: partition_record(p)}  # the retrains' masks
-                for name, p in loaded.items()}
+    # each scored on the masks its retrains use
+    variants = {name: rescoring_params(load_partition(path)) for name, path in partitions.items()}
     _search_stage(ctx, "proxy_scores", teacher_ids, backbone=backbone, optimizer="runner",
                   optimizer_options={"variants": variants, "trials": 1}, budget=len(variants),
                   search_partition=True, fixed_fraction=0.0, hyperparameters=[], hyperparameters_file="")

@@ -26,8 +26,7 @@ from mtl.jobs import get_job, register_job
 from mtl.jobs.context import JobContext
 from mtl.jobs.nested import run_nested
 from mtl.jobs.proxy_validation_options import ProxyValidationOptions
-from mtl.meta.partition import (RECORD_KEY, Partition, crossed_families, partition_record, preset,
-                                save_partition)
+from mtl.meta.partition import Partition, crossed_families, preset, rescoring_params, save_partition
 from mtl.meta.space import PartitionBlock
 from mtl.util.atomic import atomic_write_json
 
@@ -158,8 +157,7 @@ def _proxy_scores(ctx: JobContext, name: str, overrides: dict, teachers, candida
     objective.load(ctx.device)
     cache_seconds = time.perf_counter() - start
     # each candidate scored on the masks its full trainings use (share_fixed's exact blocks, its own seed)
-    params = [{"partition": c["partition"].raw[0].tolist(), RECORD_KEY: partition_record(c["partition"])}
-              for c in candidates]
+    params = [rescoring_params(c["partition"]) for c in candidates]
     start = time.perf_counter()
     results = objective.evaluate_batch(params, [opts.seed] * len(candidates))
     seconds = time.perf_counter() - start

@@ -278,6 +278,11 @@ def partition_record(partition: Partition) -> dict:
     return {"seed": int(partition.seed), "preset": partition.preset, "info": dict(partition.info)}
 
 
+def rescoring_params(partition: Partition) -> dict:
+    """Search params that score `partition` on its own masks (the inverse of `candidate_partition`)."""
+    return {"partition": partition.raw[0].tolist(), RECORD_KEY: partition_record(partition)}
+
+
 def to_json_dict(partition: Partition) -> dict:
     """The JSON form a search writes (`--partition FILE.json`); fractions are for readers only."""
     fracs = [partition.fractions(u) for u in range(partition.num_unique)]
