@@ -2,6 +2,7 @@
 
     python benchmarks/families_design.py --seeds 0,1,2 --exp_root exp/design            # runs what is missing
     python benchmarks/families_design.py --seeds 100,101,102 --exp_root exp/design --steps 1200
+    python benchmarks/families_design.py --dataset mini_families_plain_90 --exp_root exp/design_plain_90
 
 Every partition gives each task half of every last-stage conv's channels (the oracle's size), so the
 rows differ only in *what* is shared:
@@ -33,15 +34,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mtl.data.domains import get_dataset, task_families  # noqa: E402
+from mtl.data.families import PLAIN_VARIANTS  # noqa: E402
 from mtl.meta.partition import Partition, crossed_families, preset, save_partition  # noqa: E402
 
-DATASET = "mini_families"
-
-
-def partitions(folder: Path, seeds: list[int]) -> dict[tuple[str, str], list[tuple[int, str]]]:
+def partitions(folder: Path, seeds: list[int], dataset: str = "mini_families") -> dict[tuple[str, str], list[tuple[int, str]]]:
     """{(row, run slug): [(seed, --partition value)]}; the partition files are written under `folder`."""
-    tasks = get_dataset(DATASET).names
-    families = task_families(DATASET, tasks)
+    tasks = get_dataset(dataset).names
+    families = task_families(dataset, tasks)
     folder.mkdir(parents=True, exist_ok=True)
     rows = {("families", "families"): "families", ("share_fixed s=1/3", "share_fixed"): "share_fixed:0.3333"}
     for k in range(2):
@@ -100,13 +99,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1200, help="training steps (three rounds)")
     parser.add_argument("--exp_root", default="exp/families_design")
     parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--dataset", default="mini_families", choices=("mini_families",) + tuple(PLAIN_VARIANTS))
     parser.add_argument("--set", nargs="*", default=[], metavar="OPTION=VALUE",
                         help="more exp.families options, e.g. width=0.0625 (name the exp_root after them)")
     args = parser.parse_args(argv)
     extra = [a for item in args.set for a in (f"--{item.split('=', 1)[0]}", item.split("=", 1)[1])]
+    extra += ["--dataset", args.dataset]
     seeds = [int(s) for s in args.seeds.split(",")]
     exp_root = Path(args.exp_root).resolve()
-    plan = partitions(exp_root / "partitions", seeds)
+    plan = partitions(exp_root / "partitions", seeds, args.dataset)
     jobs = [(row, f"{slug}_{args.steps}_s{s}", value, s) for (row, slug), runs in plan.items() for s, value in runs]
     with ThreadPoolExecutor(args.parallel) as pool:
         done = list(pool.map(lambda j: (j[0], train(exp_root, j[1], j[2], j[3], args.steps, extra)), jobs))
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds_of = {row: [s for s, _ in runs] for (row, _), runs in plan.items()}
     summary = {row: [{"seed": s, "mean_val_accuracy": r["mean_val_accuracy"], "val_accuracy": r["val_accuracy"]}
                      for s, r in zip(seeds_of[row], runs)] for row, runs in results.items()}
-    record = {"steps": args.steps, "seeds": seeds, "options": args.set, "rows": summary}
+    record = {"steps": args.steps, "seeds": seeds, "dataset": args.dataset, "options": args.set, "rows": summary}
     (exp_root / f"design_seeds_{args.seeds.replace(',', '_')}.json").write_text(json.dumps(record, indent=1))
     print(table(results))
 

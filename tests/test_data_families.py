@@ -93,3 +93,26 @@ def test_crossed_families_put_one_task_of_each_family_in_every_group():
             assert sorted(f for f, x in zip(three, groups) if x == g) == ["a", "b", "c"]
     assert len({tuple(crossed_families(three, s)) for s in range(3)}) == 3
     assert crossed_families(["a", "a", "b"]) is None  # unequal families: no crossed layout
+
+
+def test_plain_variants_keep_sources_labels_and_val_split_with_less_training_data(tmp_path):
+    from mtl.data.embedded import get_embedded
+
+    root = tmp_path / "mini_families_plain_90"
+    get_embedded("mini_families_plain_90").generate(root)
+    assert task_families("mini_families_plain_90", get_dataset("mini_families_plain_90").names) == [
+        "handwriting", "photos", "handwriting", "photos"]
+    for domain in get_dataset("mini_families_plain_90").domains:
+        splits = read_domain(root, domain.name)
+        assert {s: len(a) for s, a in splits.items()} == {"train": 90, "val": 300, "test": 210}
+        assert np.bincount(splits["train"].labels, minlength=10).min() > 0
+
+
+@pytest.mark.parametrize("name", ["optdigit", "mnist", "photo", "photo_detail"])
+def test_plain_renderers_are_deterministic_and_draw_other_images(name):
+    from mtl.data import families_render as R
+
+    plain, overlay = getattr(R, f"render_{name}_plain"), getattr(R, f"render_{name}")
+    first, again = (np.asarray(plain(3, 3, np.random.default_rng(7))) for _ in range(2))
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, np.asarray(overlay(3, 3, np.random.default_rng(7))))

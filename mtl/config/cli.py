@@ -24,7 +24,7 @@ usage: python main.py -e RUN --config CONFIG [--<option> VALUE ...]
        python main.py -e RUN --continue [--<option> VALUE ...]
        python main.py --config CONFIG --help     every option of a config, with defaults
        python main.py --list                     configs, and runs under exp/ with their status
-       python main.py --prepare {decathlon,mini_decathlon,mini_families} [--data_dir D] [--domains a,b] [--skip_bad]
+       python main.py --prepare {decathlon,mini_decathlon,mini_families,mini_families_plain*} [--data_dir D] [--domains a,b] [--skip_bad]
        python main.py --plot_model [PNG] --config CONFIG   draw a graph-composed model (default graph_model.png)
 
   -e, --exp_id RUN     run name: a folder under the experiment root (nested names like sweep/t3 allowed)

@@ -68,7 +68,8 @@ DECATHLON = DatasetSpec(
 )
 
 DATASETS: dict[str, DatasetSpec] = {"decathlon": DECATHLON}
-DATASET_CHOICES = ("decathlon", "mini_decathlon", "mini_families")  # the option choices of every job
+DATASET_CHOICES = ("decathlon", "mini_decathlon", "mini_families", "mini_families_plain", "mini_families_plain_90",
+                   "mini_families_plain_60")  # the option choices of every job
 
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:

