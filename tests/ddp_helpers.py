@@ -20,7 +20,9 @@ TASKS = ["digits", "shapes", "colors"]
 RES, GLOBAL_BATCH, STEPS = 8, 8, 3
 # BatchNorm-free: per-rank BatchNorm normalises each rank's slice, so only without it (or with
 # SyncBatchNorm, CUDA only) is the data-parallel step exactly the one-process step.
-_HEAD = [{"type": "pool"}, {"type": "linear", "in_features": 8, "out_features": "num_classes"}]
+# Dropout in the heads: every rank draws the global batch's mask and keeps its rows (mtl/models/dropout.py).
+_HEAD = [{"type": "pool"}, {"type": "dropout", "p": 0.25},
+         {"type": "linear", "in_features": 8, "out_features": "num_classes"}]
 NODES = [
     {"name": "body", "module": [{"type": "conv", "in_channels": 3, "out_channels": 8, "stride": 2,
                                  "batch_norm": False}]},

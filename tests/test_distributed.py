@@ -1,8 +1,8 @@
 """Data-parallel training (mtl/train/distributed.py): N gloo ranks step as one process on the global batch.
 
 The method tests spawn 2 real torch.distributed processes (gloo, CPU) on a tiny BatchNorm-free graph
-model (per-rank BatchNorm is not the global batch's; see tests/ddp_helpers.py); the end-to-end tests run
-main.py under torchrun.
+model with dropout in its heads (per-rank BatchNorm is not the global batch's; dropout masks are; see
+tests/ddp_helpers.py); the end-to-end tests run main.py under torchrun.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from torch.nn import functional as F
+
 from mtl.data.loader import MultiDomainLoader
+from mtl.models.dropout import batch_dropout
 from mtl.train.distributed import SINGLE, state_checksums, straight_through
 from mtl.util.checkpoint import CheckpointStore
 
@@ -40,6 +43,21 @@ def test_the_shards_of_a_batch_are_the_one_process_batch(mini_data_dir):
         assert torch.equal(torch.cat([p[1] for p in parts]), images)
         assert torch.equal(torch.cat([p[2] for p in parts]), labels)
     assert shards[0].state_dict()["streams"] == whole.state_dict()["streams"]
+
+
+@pytest.mark.parametrize("shape", [(8, 5), (8, 3, 4, 4)])
+def test_each_ranks_dropout_mask_is_its_rows_of_the_one_process_mask(shape):
+    x = torch.randn(*shape)
+    torch.manual_seed(0)
+    whole = F.dropout(x, 0.3, True)
+    after = torch.rand(3)
+    for rank in range(2):
+        torch.manual_seed(0)
+        rows = slice(rank * 4, rank * 4 + 4)
+        assert torch.equal(batch_dropout(x[rows], 0.3, True, shard=(rank, 2)), whole[rows])
+        assert torch.equal(torch.rand(3), after)  # every rank's generator where one process's is
+    torch.manual_seed(0)
+    assert torch.equal(batch_dropout(x, 0.3, True), whole)  # one process: F.dropout itself
 
 
 def test_a_loss_keeps_its_gradient_and_takes_the_global_value():
@@ -105,9 +123,12 @@ def test_two_ranks_step_as_one_process_on_the_global_batch(two_rank_states, case
     for key, value in one["model"].items():
         for rank, state in enumerate(ranks):
             assert torch.allclose(state["model"][key], value, rtol=1e-6, atol=1e-7), (name, key, rank)
+    # FAMO's logits step (Adam) on differences of log losses before and after the step, which cancel:
+    # the losses' float32 rounding (~1e-7) comes out ~5e-6 in the logits (measured), not a DDP effect
+    rtol = 2e-5 if name == "famo" else 1e-6
     for key, value in one["method"].items():  # rotations, weights, norms: one process's
         if isinstance(value, torch.Tensor) and value.is_floating_point():
-            assert torch.allclose(ranks[0]["method"][key], value, rtol=1e-6, atol=1e-7), (name, key)
+            assert torch.allclose(ranks[0]["method"][key], value, rtol=rtol, atol=1e-7), (name, key)
     _assert_same(ranks[0]["method"], ranks[1]["method"], f"{name} method state, rank 0 vs 1")
     assert state_checksums(ranks[0]["model"]) == state_checksums(ranks[1]["model"])
     if loss_scale:
