@@ -179,7 +179,7 @@ def _model(cwd: Path, run: str) -> tuple[int, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["sum", "naive"])
+@pytest.mark.parametrize("method", ["sum", "naive", "rotograd"])
 def test_torchrun_trains_as_one_process_writes_on_rank_0_and_continues(tmp_path, mini_data_dir, method):
     args = ["--config", _config(tmp_path, method), "--data_dir", str(mini_data_dir), *TINY]
     one = _main(tmp_path, ["-e", "one", *args, "--num_rounds", "2"], ranks=1)
