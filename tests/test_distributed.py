@@ -45,19 +45,25 @@ def test_the_shards_of_a_batch_are_the_one_process_batch(mini_data_dir):
     assert shards[0].state_dict()["streams"] == whole.state_dict()["streams"]
 
 
+_DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA"))]
+
+
+@pytest.mark.parametrize("device", _DEVICES)
 @pytest.mark.parametrize("shape", [(8, 5), (8, 3, 4, 4)])
-def test_each_ranks_dropout_mask_is_its_rows_of_the_one_process_mask(shape):
-    x = torch.randn(*shape)
+def test_each_ranks_dropout_mask_is_its_rows_of_the_one_process_mask(shape, device):
+    x = torch.randn(*shape, device=device)
     torch.manual_seed(0)
-    whole = F.dropout(x, 0.3, True)
-    after = torch.rand(3)
+    whole = batch_dropout(x, 0.3, True)  # one process (CPU: F.dropout itself)
+    after = torch.rand(3, device=device)
     for rank in range(2):
         torch.manual_seed(0)
         rows = slice(rank * 4, rank * 4 + 4)
         assert torch.equal(batch_dropout(x[rows], 0.3, True, shard=(rank, 2)), whole[rows])
-        assert torch.equal(torch.rand(3), after)  # every rank's generator where one process's is
-    torch.manual_seed(0)
-    assert torch.equal(batch_dropout(x, 0.3, True), whole)  # one process: F.dropout itself
+        assert torch.equal(torch.rand(3, device=device), after)  # every rank's generator where one process's is
+    if device == "cpu":
+        torch.manual_seed(0)
+        assert torch.equal(F.dropout(x, 0.3, True), whole)
+    assert 0 < int((whole == 0).sum()) < x.numel()
 
 
 def test_a_loss_keeps_its_gradient_and_takes_the_global_value():

@@ -3,11 +3,12 @@
 Each torchrun rank holds rows ``[rank * b, (rank + 1) * b)`` of the global batch and the same global
 random generator (same seed, same draws so far). ``F.dropout`` on the slice would give every rank the
 mask of the first b rows and advance the generators by b rows' draws, not B's. `batch_dropout` draws
-the global batch's mask (B = b x world rows) on every rank and keeps this rank's rows: on CPU that is
-exactly the mask ``F.dropout`` draws for the global batch in one process (the same ``bernoulli_``
-on a tensor of the global batch's shape), and every rank's generator ends where one process's does.
-On CUDA one process's ``F.dropout`` uses the fused kernel (its own draws), so N ranks give an equally
-distributed but different mask there. One process (no process group) calls ``F.dropout`` itself.
+the global batch's mask (B = b x world rows) on every rank and keeps this rank's rows: the mask one
+process draws for the global batch (the same ``bernoulli_`` on a tensor of the global batch's shape),
+and every rank's generator ends where one process's does. One process on CPU calls ``F.dropout``
+itself (ATen's CPU dropout is that same ``bernoulli_``, ``div_``, multiply); on CUDA, where
+``F.dropout`` is a fused kernel with other draws, one process takes the explicit path too, so N ranks
+match it there as well.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def batch_dropout(x: Tensor, p: float, training: bool, shard: tuple[int, int] | 
     """``F.dropout(x, p, training)`` with `x` this process's rows of the global batch (`shard`: rank,
     world; default the process group's)."""
     rank, world = process_shard() if shard is None else shard
-    if world == 1 or not training or p == 0 or x.numel() == 0:
+    if not training or p == 0 or x.numel() == 0 or (world == 1 and x.device.type == "cpu"):
         return F.dropout(x, p, training)
     if p == 1:
         return x * torch.zeros((), dtype=x.dtype, device=x.device)
