@@ -82,7 +82,7 @@ def task_gradients(losses: Sequence[Tensor], parts: SharedParts, source: str,
     # their forward pass, for the next task's gradient; otherwise free each task's graph at once.
     keep = source != "shared" or not parts.separate_inputs
     head_grads, extra_grads = [], []
-    unscale = 1.0 / parts.loss_scale  # fp16: the losses' gradients are loss_scale times the true ones
+    unscale = 1.0 / parts.grad_scale  # fp16: the losses' gradients are loss_scale times the true ones
     for k, loss in enumerate(losses):
         retain = keep and (source != "shared" or k < len(losses) - 1)
         grads = torch.autograd.grad(loss, targets, retain_graph=retain, allow_unused=True)
@@ -97,7 +97,7 @@ def task_gradients(losses: Sequence[Tensor], parts: SharedParts, source: str,
     if unscale != 1.0:
         jacobian.mul_(unscale)  # a power of 2: exact
     grads = _reduced(TaskGrads(jacobian, head_grads, inputs, used, source), parts.reducer)
-    if unscale != 1.0:  # averaged rows agree on every rank; representation rows need the collective
+    if parts.loss_scale is not None:  # averaged rows agree on every rank; representation rows: a collective
         check_finite([jacobian, *(g for task in head_grads for g in task if g is not None)], grads.reducer)
     return grads, extra_grads
 
@@ -151,7 +151,7 @@ def apply_update(losses: Sequence[Tensor], parts: SharedParts, grads: TaskGrads,
     fp16 (``parts.loss_scale`` S): what is written into ``.grad`` is S times the update (the losses
     carry S into the 'last_shared' backward; the others are multiplied by S here).
     """
-    scale = parts.loss_scale
+    scale = parts.grad_scale
     if grads.source == "last_shared":
         if combined is not None:
             raise ValueError("a combined (non-weighted) update cannot be taken from the last shared layer")

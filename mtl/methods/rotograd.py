@@ -216,14 +216,14 @@ class RotoGrad(Method):
         world = parts.reducer.world_size if parts.reducer is not None else 1
         # the rows of the global batch's gradients (the local loss is the mean of a 1/world slice),
         # unscaled when fp16 scales the losses' gradients (parts.loss_scale)
-        unscale = 1.0 / (world * parts.loss_scale)
+        unscale = 1.0 / (world * parts.grad_scale)
         task_grads, head_grads, coop_grads = self._task_gradients(losses, rotated, parts, extra, unscale)
         rotation = self.rotations()
         grads = torch.stack([rotate_back(g, rotation[k]) for k, g in enumerate(task_grads)])
         self._rotation_loss(grads, task_grads).backward()
         coefficients = self._coefficients(grads, values / self.initial_losses)
         # back through this rank's graph at the local (x world, the step averages .grad) and loss scale
-        shaped = [c * g * (world * parts.loss_scale) for c, g in zip(coefficients.tolist(), grads)]
+        shaped = [c * g * (world * parts.grad_scale) for c, g in zip(coefficients.tolist(), grads)]
         if len(reps) == 1:
             torch.autograd.backward(reps, [sum(shaped).to(reps[0].dtype)])
         else:
@@ -252,7 +252,7 @@ class RotoGrad(Method):
             head_grads.append(list(grads[1:1 + len(heads)]))
             extra_grads.append([e * unscale if e is not None and unscale != 1.0 else e
                                 for e in grads[1 + len(heads):]])
-        if parts.loss_scale != 1.0:
+        if parts.loss_scale is not None:
             check_finite([*task_grads, *(g for task in head_grads for g in task if g is not None)], parts.reducer)
         return task_grads, head_grads, extra_grads
 

@@ -266,7 +266,7 @@ def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer:
     info, overflow = None, False
     if finite:  # a non-finite loss never reaches the method (its weights / logits / rotations stay)
         before = copy.deepcopy(method.state_dict())
-        scale = 1.0
+        scale = None
         if scaler is not None:  # value unchanged, gradient x S (S a power of 2: exact)
             losses = [loss.detach() + (scaled - scaled.detach()) for loss, scaled in
                       ((loss, scaler.scale(loss)) for loss in losses)]
