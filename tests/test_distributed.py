@@ -190,7 +190,7 @@ def test_torchrun_trains_as_one_process_writes_on_rank_0_and_continues(tmp_path,
     args = ["--config", _config(tmp_path, method), "--data_dir", str(mini_data_dir), *TINY]
     one = _main(tmp_path, ["-e", "one", *args, "--num_rounds", "2"], ranks=1)
     assert one.returncode == 0, one.stderr[-3000:]
-    first = _main(tmp_path, ["-e", "ddp", *args, "--num_rounds", "1"])
+    first = _main(tmp_path, ["-e", "ddp", *args, "--num_rounds", "1", "--check_ranks", "true"])  # + the rank check
     assert first.returncode == 0, first.stderr[-3000:]
     resumed = _main(tmp_path, ["-e", "ddp", "--continue", "--num_rounds", "2"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
