@@ -57,14 +57,15 @@ def _setup(args, dist, device):
     from mtl.data.domains import get_dataset
     from mtl.methods import build_method
     from mtl.models import build_model
-    from mtl.train.method_step import MethodNet
+    from mtl.train.method_step import MethodNet, _adapts
     from mtl.train.optim import make_sgd
 
     torch.manual_seed(0)
     domains = [get_dataset("mini_decathlon").domain(t) for t in ("digits", "shapes", "colors")][:TASKS]
     model = build_model("partitioned_resnet26", domains, width=args.width).to(device)
     method = build_method(args.method, TASKS, {}).to(device)
-    net = MethodNet(model, model, method, [d.name for d in domains], split=False)
+    split = getattr(method.options, "source", "") == "representation" or _adapts(method)  # e.g. rotograd
+    net = MethodNet(model, model, method, [d.name for d in domains], split=split)
     optimizer = make_sgd(model.parameters(), 0.01, 0.9, 1e-4, True)
     width = args.batch // dist.world_size
     batches = {d.name: (torch.randn(width, 3, args.size, args.size, device=device),
@@ -137,6 +138,7 @@ def summarise(rates: dict[str, list[float]]) -> list[dict]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "rates.json")
         mp.start_processes(_rank_main, args=(args, os.path.join(tmp, "init"), out), nprocs=max(args.ranks),
@@ -145,7 +147,8 @@ def main(argv=None) -> int:
             rows = summarise(json.load(fh))
     print(f"data-parallel scaling, {args.device}: method {args.method}, partitioned ResNet-26 width {args.width}, "
           f"{args.size}px, global batch {args.batch} x {TASKS} tasks, {args.warmup} warm-up + {args.steps} timed "
-          f"steps x {args.repeats} repeats (interleaved)")
+          f"steps x {args.repeats} repeats (interleaved); 1-min load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs (a busy machine's figure is not the quiet one)")
     print(f"{'ranks':>5} {'images/s':>10} {'spread':>7} {'speed-up':>9} {'(worst..best)':>15}")
     for r in rows:
         low, high = r["speedup_range"]
@@ -153,7 +156,8 @@ def main(argv=None) -> int:
               f"{low:>7.2f}..{high:.2f}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"device": args.device, "method": args.method, "rows": rows}, fh, indent=1)
+            json.dump({"device": args.device, "method": args.method, "rows": rows,
+                       "load_average": [load_before, os.getloadavg()[0]], "cpus": os.cpu_count()}, fh, indent=1)
     return 0
 
 

@@ -70,8 +70,8 @@ class TrainOptions(RunOptions):
     divergence_patience: int = option(5, "stop as diverged after this many non-finite steps in a row (each "
                                       "is skipped)", resume_safe=True, at_least=1)
     amp: bool = option(True, "autocast on CUDA (--amp_dtype; on CPU only with --amp_cpu)", resume_safe=True)
-    amp_dtype: str = option("bf16", "autocast dtype: bf16, or fp16 with a GradScaler (checkpointed; method "
-                            "naive only: combined methods would see scaled losses)", choices=("bf16", "fp16"))
+    amp_dtype: str = option("bf16", "autocast dtype: bf16, or fp16 with a GradScaler (checkpointed; per-task "
+                            "gradients unscaled before a method combines them)", choices=("bf16", "fp16"))
     amp_cpu: bool = option(False, "autocast on CPU too (e.g. bf16 without a GPU)", resume_safe=True)
     channels_last: bool = option(True, "channels_last memory format on CUDA", resume_safe=True)
     compile: bool = option(False, "torch.compile the model (first steps slower)", resume_safe=True)
@@ -131,9 +131,6 @@ class TrainOptions(RunOptions):
         from mtl.methods import build_method  # imported here: --help stays fast
 
         method = build_method(self.mtl_method, len(self.task_names()), self.method_options)
-        if self.amp and self.amp_dtype == "fp16" and not method.uses_task_optimizers:
-            raise UserError(f"--amp_dtype fp16 works with --mtl_method naive only: the loss scale would reach "
-                            f"{self.mtl_method}'s loss values and per-task gradients; use --amp_dtype bf16.")
         if method.uses_task_optimizers and self.grad_source != "shared":
             raise UserError(f"--grad_source {self.grad_source} has no effect with --mtl_method "
                             f"{self.mtl_method} (each task steps its own optimizer on its own gradient).")

@@ -94,6 +94,10 @@ class SharedParts:
         reducer: under data-parallel training, the process group (mtl/train/distributed.py ``Dist``:
             ``average_``, ``sum_``, ``world_size``); per-task gradients are then those of the global
             batch. None = one process.
+        loss_scale: fp16's GradScaler scale S (None = no scaler): the losses' gradients are S times the true ones;
+            ``task_gradients`` unscales the per-task gradients before a method combines them (a
+            non-finite one raises ``NonFiniteGradients`` on every rank), and what a method writes into
+            the model's ``.grad`` is S times the update (the step unscales it, as GradScaler does).
     """
 
     params: Sequence[Tensor]
@@ -103,6 +107,12 @@ class SharedParts:
     representation: Sequence[Tensor] = ()
     separate_inputs: bool = False
     reducer: Any = None
+    loss_scale: float | None = None
+
+    @property
+    def grad_scale(self) -> float:
+        """S, or 1 without a scaler."""
+        return 1.0 if self.loss_scale is None else float(self.loss_scale)
 
     def __post_init__(self) -> None:
         # frozen parameters take no part (e.g. the original's 'last_third_only' training)

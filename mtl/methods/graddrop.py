@@ -55,8 +55,10 @@ class GradDrop(Method):
 
     Options = GradDropOptions
     sources = ("shared", "representation")
-    # representation: per-unit draws over this rank's rows, not the global batch's
-    data_parallel_sources = ("shared",)
+    # Data-parallel on the representation (``grads.reducer``: each rank holds its rows): the batch sums
+    # of sign(z) * grad are all-reduced (one K x features sum), so purity and draws are the global
+    # batch's; elementwise (no activation_sign) every rank draws the global batch's uniforms and keeps
+    # its rows' slice. Purity and signs do not depend on the rows' common scale.
 
     def __init__(self, num_tasks, options=None):
         super().__init__(num_tasks, options)
@@ -68,20 +70,26 @@ class GradDrop(Method):
         for t in grads.inputs:
             block = grads.jacobian[:, offset:offset + t.numel()]
             offset += t.numel()
-            pieces.append(self._combine(block, t, source == "representation"))
+            pieces.append(self._combine(block, t, source == "representation", grads.reducer))
         combined = torch.cat(pieces)
         ones = torch.ones(self.num_tasks)
         apply_update(losses, parts, grads, None, ones, combined=combined)
         return StepInfo(ones.tolist(), source, "unweighted")
 
-    def _combine(self, block: torch.Tensor, tensor: torch.Tensor, activations: bool) -> torch.Tensor:
+    def _combine(self, block: torch.Tensor, tensor: torch.Tensor, activations: bool, reducer=None) -> torch.Tensor:
+        """`reducer`: data-parallel representation rows (this rank's slice of the global batch)."""
+        world, rank = (reducer.world_size, reducer.rank) if reducer is not None else (1, 0)
         if activations and self.options.activation_sign and tensor.dim() > 1:
             batch = tensor.shape[0]
             signed = block * tensor.detach().sign().reshape(1, -1).to(block.dtype)
             signs_of = signed.reshape(block.shape[0], batch, -1).sum(1)
+            if reducer is not None:
+                reducer.sum_([signs_of])  # the global batch's sums
+            draws, first = signs_of.shape[1], 0
         else:
             signs_of = block
-        uniform = torch.rand(signs_of.shape[1], generator=self._generator, dtype=torch.float64)
+            draws, first = signs_of.shape[1] * world, signs_of.shape[1] * rank  # this rank's rows' draws
+        uniform = torch.rand(draws, generator=self._generator, dtype=torch.float64)[first:first + signs_of.shape[1]]
         uniform = uniform.to(device=block.device, dtype=block.dtype)
         return graddrop_combine(block, signs_of, uniform, self.options.leak)
 

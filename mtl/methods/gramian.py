@@ -82,6 +82,7 @@ def task_gradients(losses: Sequence[Tensor], parts: SharedParts, source: str,
     # their forward pass, for the next task's gradient; otherwise free each task's graph at once.
     keep = source != "shared" or not parts.separate_inputs
     head_grads, extra_grads = [], []
+    unscale = 1.0 / parts.grad_scale  # fp16: the losses' gradients are loss_scale times the true ones
     for k, loss in enumerate(losses):
         retain = keep and (source != "shared" or k < len(losses) - 1)
         grads = torch.autograd.grad(loss, targets, retain_graph=retain, allow_unused=True)
@@ -91,9 +92,32 @@ def task_gradients(losses: Sequence[Tensor], parts: SharedParts, source: str,
                 jacobian[k, offset:offset + t.numel()] = g.reshape(-1)
                 used[i] = True
             offset += t.numel()
-        head_grads.append(list(grads[len(inputs):len(inputs) + len(heads)]))
-        extra_grads.append(list(grads[len(inputs) + len(heads):]))
-    return _reduced(TaskGrads(jacobian, head_grads, inputs, used, source), parts.reducer), extra_grads
+        head_grads.append(_times(grads[len(inputs):len(inputs) + len(heads)], unscale))
+        extra_grads.append(_times(grads[len(inputs) + len(heads):], unscale))
+    if unscale != 1.0:
+        jacobian.mul_(unscale)  # a power of 2: exact
+    grads = _reduced(TaskGrads(jacobian, head_grads, inputs, used, source), parts.reducer)
+    if parts.loss_scale is not None:  # averaged rows agree on every rank; representation rows: a collective
+        check_finite([jacobian, *(g for task in head_grads for g in task if g is not None)], grads.reducer)
+    return grads, extra_grads
+
+
+class NonFiniteGradients(ArithmeticError):
+    """A per-task gradient overflowed (fp16): the step is skipped before the method combines anything."""
+
+
+def check_finite(tensors: Sequence[Tensor], reducer: Any = None) -> None:
+    """NonFiniteGradients when any of `tensors` (on any rank, with `reducer`) is not finite."""
+    bad = torch.stack([~torch.isfinite(t).all() for t in tensors]).any().float().reshape(1).cpu() \
+        if tensors else torch.zeros(1)
+    if reducer is not None:
+        reducer.sum_([bad])
+    if float(bad):
+        raise NonFiniteGradients("a per-task gradient is not finite")
+
+
+def _times(grads: Sequence[Tensor | None], factor: float) -> list[Tensor | None]:
+    return [g if g is None or factor == 1.0 else g * factor for g in grads]
 
 
 def _reduced(grads: TaskGrads, reducer: Any) -> TaskGrads:
@@ -123,7 +147,11 @@ def apply_update(losses: Sequence[Tensor], parts: SharedParts, grads: TaskGrads,
         weights: K task weights; the shared update is J^T weights.
         head_weights: K factors for each task's task-specific gradients.
         combined: a ready flat update for the source (instead of `weights`; not for 'last_shared').
+
+    fp16 (``parts.loss_scale`` S): what is written into ``.grad`` is S times the update (the losses
+    carry S into the 'last_shared' backward; the others are multiplied by S here).
     """
+    scale = parts.grad_scale
     if grads.source == "last_shared":
         if combined is not None:
             raise ValueError("a combined (non-weighted) update cannot be taken from the last shared layer")
@@ -132,12 +160,15 @@ def apply_update(losses: Sequence[Tensor], parts: SharedParts, grads: TaskGrads,
     else:
         if combined is None:
             combined = weights.to(grads.jacobian) @ grads.jacobian
-        pieces = grads.split(combined)
         if grads.source == "shared":
+            pieces = grads.split(combined)
             accumulate([t for t, u in zip(grads.inputs, grads.used) if u],
-                       [p for p, u in zip(pieces, grads.used) if u], owned=True)
-        else:
-            torch.autograd.backward(grads.inputs, pieces)
+                       [p for p, u in zip(pieces, grads.used) if u], scale, owned=True)
+        else:  # scaled before the cast to the features' dtype (fp16: what the loss scale protects)
+            torch.autograd.backward(grads.inputs, grads.split(combined * scale if scale != 1.0 else combined))
+    if scale != 1.0:
+        factors = head_weights.tolist() if isinstance(head_weights, Tensor) else list(head_weights)
+        head_weights = [float(f) * scale for f in factors]
     write_head_grads(parts, grads.head_grads, head_weights)
 
 

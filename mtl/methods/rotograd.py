@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from mtl.errors import UserError
 from mtl.methods.base import (METHODS, Method, StepInfo, check_choice, check_positive, make_optimizer,
                               seeded_generator)
-from mtl.methods.gramian import write_head_grads
+from mtl.methods.gramian import check_finite, write_head_grads
 
 VARIANTS = ("rotate_only", "rotograd", "rotograd_norm")
 
@@ -121,9 +121,10 @@ class RotoGrad(Method):
 
     Options = RotoGradOptions
     sources = ("representation",)
-    # The rotations learn from each rank's own slice of the representation gradients (norms and the
-    # rotation loss over its rows): not yet the global batch's, so data-parallel runs are refused.
-    data_parallel_sources = ()
+    # Data-parallel (``parts.reducer``): each rank holds its rows of the global batch's representation
+    # gradients (its local gradient over R); the norms are all-reduced sums of squares, the rotation
+    # loss's gradient is summed over the ranks (each adds its rows' terms of the global loss), so the
+    # rotations, weights and initial norms are those of one process on the global batch.
 
     def __init__(self, num_tasks, options=None):
         super().__init__(num_tasks, options)
@@ -135,6 +136,7 @@ class RotoGrad(Method):
         self._coop = False
         self._rotated: list[Tensor | None] = [None] * num_tasks
         self._cache: tuple[int, Tensor] | None = None
+        self._reducer = None  # this step's data-parallel group (SharedParts.reducer)
         if self.options.rotation_size:
             self._materialize(self.options.rotation_size, torch.device("cpu"))
 
@@ -210,52 +212,82 @@ class RotoGrad(Method):
             self.initial_losses.copy_(values)
         coop = self._coop_on()
         extra = [self.skew] if coop else []
-        task_grads, head_grads, coop_grads = self._task_gradients(losses, rotated, parts, extra)
+        self._reducer = parts.reducer
+        world = parts.reducer.world_size if parts.reducer is not None else 1
+        # the rows of the global batch's gradients (the local loss is the mean of a 1/world slice),
+        # unscaled when fp16 scales the losses' gradients (parts.loss_scale)
+        unscale = 1.0 / (world * parts.grad_scale)
+        task_grads, head_grads, coop_grads = self._task_gradients(losses, rotated, parts, extra, unscale)
         rotation = self.rotations()
         grads = torch.stack([rotate_back(g, rotation[k]) for k, g in enumerate(task_grads)])
         self._rotation_loss(grads, task_grads).backward()
         coefficients = self._coefficients(grads, values / self.initial_losses)
-        shaped = [c * g for c, g in zip(coefficients.tolist(), grads)]
+        # back through this rank's graph at the local (x world, the step averages .grad) and loss scale
+        shaped = [c * g * (world * parts.grad_scale) for c, g in zip(coefficients.tolist(), grads)]
         if len(reps) == 1:
-            torch.autograd.backward(reps, [sum(shaped)])
+            torch.autograd.backward(reps, [sum(shaped).to(reps[0].dtype)])
         else:
-            torch.autograd.backward(reps, shaped)
+            torch.autograd.backward(reps, [g.to(z.dtype) for g, z in zip(shaped, reps)])
         scale = 1.0 / self.initial_losses if self.options.normalize_losses else torch.ones(self.num_tasks)
-        write_head_grads(parts, head_grads, scale.cpu())
-        if coop:
+        write_head_grads(parts, head_grads, scale.cpu())  # local (averaged by the step), loss-scaled
+        if coop:  # the task losses' gradients: this rank's share of the global batch's, unscaled
             self.skew.grad = self.skew.grad + sum(g[0] for g in coop_grads if g[0] is not None)
+        if self._reducer is not None:  # each rank's terms of the global rotation loss (and coop share)
+            self._reducer.sum_([self.skew.grad])
         self._step_own_optimizer()
         return StepInfo(coefficients.tolist(), "representation", "unweighted",
                         {"rotation_loss": self._last_rotation_loss})
 
-    def _task_gradients(self, losses, rotated, parts, extra):
+    def _task_gradients(self, losses, rotated, parts, extra, unscale=1.0):
+        """Per task: the gradient w.r.t. R_k z (times `unscale`: global rows, fp16 unscaled), the heads'
+        gradients (as taken) and the `extra` gradients (times `unscale`). fp16 / data-parallel: a
+        non-finite gradient on any rank raises NonFiniteGradients on every rank."""
         heads = list(parts.task_params)
         task_grads, head_grads, extra_grads = [], [], []
         for loss, r in zip(losses, rotated):
             grads = torch.autograd.grad(loss, [r] + heads + extra, retain_graph=True, allow_unused=True)
-            task_grads.append(torch.zeros_like(r) if grads[0] is None else grads[0].detach())
+            g = torch.zeros_like(r) if grads[0] is None else grads[0].detach()
+            g = g.to(torch.promote_types(g.dtype, torch.float32))  # norms and rotation loss in fp32+
+            task_grads.append(g * unscale if unscale != 1.0 else g)
             head_grads.append(list(grads[1:1 + len(heads)]))
-            extra_grads.append(list(grads[1 + len(heads):]))
+            extra_grads.append([e * unscale if e is not None and unscale != 1.0 else e
+                                for e in grads[1 + len(heads):]])
+        if parts.loss_scale is not None:
+            check_finite([*task_grads, *(g for task in head_grads for g in task if g is not None)], parts.reducer)
         return task_grads, head_grads, extra_grads
+
+    def _norms(self, flat: Tensor) -> Tensor:
+        """Row norms of K x N rows of the global batch (data-parallel: all-reduced sums of squares)."""
+        if self._reducer is None:
+            return flat.norm(dim=1)
+        squares = flat.pow(2).sum(1)
+        self._reducer.sum_([squares])
+        return squares.sqrt()
 
     def _rotation_loss(self, grads: Tensor, task_grads: list[Tensor]) -> Tensor:
         """sum_k ||R_k v - g'_k||^2, reduced as the official (class docstring); reaches the rotations only."""
         dtype = self.skew.dtype
         flat = grads.reshape(grads.shape[0], -1).to(dtype)
         mean = flat.mean(0)
-        norms = flat.norm(dim=1, keepdim=True).clamp_min(1e-15)
-        target = (flat * (mean.norm() / norms)).mean(0).view_as(grads[0])
+        both = self._norms(torch.cat([flat, mean[None]]))
+        norms, mean_norm = both[:-1, None].clamp_min(1e-15), both[-1]
+        target = (flat * (mean_norm / norms)).mean(0).view_as(grads[0])
         rotations = self.rotations(differentiable=True)
+        world = self._reducer.world_size if self._reducer is not None else 1
         loss = 0.0
         for k, g in enumerate(task_grads):
             squares = (rotate(target, rotations[k]) - g.to(dtype)).pow(2)
-            loss = loss + (squares.sum() if g.dim() == 2 else squares.flatten(1).sum(1).mean())
-        self._last_rotation_loss = float(loss.detach())
+            # maps: the mean over the global batch of per-sample sums = this rank's mean / world + ...
+            loss = loss + (squares.sum() if g.dim() == 2 else squares.flatten(1).sum(1).mean() / world)
+        value = loss.detach().reshape(1).clone()
+        if self._reducer is not None:
+            self._reducer.sum_([value])
+        self._last_rotation_loss = float(value)
         return loss
 
     def _coefficients(self, grads: Tensor, relative_losses: Tensor) -> Tensor:
         """c_k of the representation update sum_k c_k g_k for the variant."""
-        norms = grads.reshape(grads.shape[0], -1).norm(dim=1).clamp_min(1e-15)
+        norms = self._norms(grads.reshape(grads.shape[0], -1)).clamp_min(1e-15)
         if self.step_count in (0, self.options.burn_in):
             self.initial_norms.copy_(norms)
         if self.options.variant == "rotate_only":
@@ -271,7 +303,7 @@ class RotoGrad(Method):
         weights = k * torch.softmax(self.gn_logits, 0)
         mean_grad = (weights.detach().view(-1, *[1] * (grads.dim() - 1)) * grads).sum(0) / k
         ratio = relative_losses.to(norms.device) / relative_losses.mean()
-        target = mean_grad.norm() * ratio ** self.options.alpha
+        target = self._norms(mean_grad.reshape(1, -1))[0] * ratio ** self.options.alpha
         (norms * weights - target).abs().sum().backward()
         return weights.detach().cpu()
 

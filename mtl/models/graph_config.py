@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mtl.errors import UserError
+from mtl.models.dropout import BatchDropout
 from mtl.models.graph import Concat, GraphModel, Node, Select
 from mtl.registry import Registry
 
@@ -57,7 +58,7 @@ def _linear(in_features: int, out_features: int, relu: bool = False) -> nn.Modul
 GRAPH_MODULES.register("pool")(lambda: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))
 GRAPH_MODULES.register("flatten")(lambda: nn.Flatten())
 GRAPH_MODULES.register("relu")(lambda: nn.ReLU())
-GRAPH_MODULES.register("dropout")(lambda p=0.5: nn.Dropout(p))
+GRAPH_MODULES.register("dropout")(lambda p=0.5: BatchDropout(p))  # one process's masks under torchrun
 GRAPH_MODULES.register("concat")(lambda dim=1: Concat(dim))
 GRAPH_MODULES.register("select")(lambda index: Select(index))
 
@@ -93,7 +94,7 @@ def torch_nn_class(kind: str) -> type:
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ValueError(f"type {kind!r} is neither a graph module type ({', '.join(GRAPH_MODULES.available())}) "
                          "nor a torch.nn class such as torch.nn.GELU; configs cannot import other code")
-    return cls
+    return BatchDropout if cls is nn.Dropout else cls  # one process's masks under torchrun
 
 
 def _fill_classes(spec: Any, num_classes: int | None) -> Any:

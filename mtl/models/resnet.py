@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl.models import channels as ch
+from mtl.models.dropout import batch_dropout
 from mtl.errors import UserError
 from mtl.models.factory import MODELS, PARTITION_OPTIONS, task_specs
 
@@ -185,7 +186,7 @@ class ResNet26(nn.Module):
 
     def _logits(self, h: Tensor, t: str, plan: ch.NetPlan | None) -> Tensor:
         sel = plan.final if plan else None
-        feat = F.dropout(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1), self.dropout, self.training)
+        feat = batch_dropout(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1), self.dropout, self.training)
         head = self.heads[t]
         if sel is not None and sel.idx is not None:
             return F.linear(feat, head.weight.index_select(1, sel.idx), head.bias)

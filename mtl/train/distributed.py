@@ -17,7 +17,12 @@ flat all-reduce per dtype):
   FAMO, 'auto' graph weights) see the global batch's;
 * per-task gradients, inside ``mtl.methods.gramian.task_gradients`` (``SharedParts.reducer``): the K x d
   rows and the heads' gradients averaged; for the representation source (each rank holds other
-  samples' features) the K x K Gramian is summed instead, which is exact and K x K;
+  samples' features) the K x K Gramian is summed instead, which is exact and K x K; methods that need
+  more of the representation rows reduce just that: RotoGrad the K + 1 squared norms and its rotation
+  loss's gradient (K x r x r), GradDrop the batch sums of sign(z) * grad (K x features);
+* fp16: whether a per-task gradient overflowed on any rank (``check_finite``; for representation rows
+  one number all-reduced, averaged rows already agree),
+  so every rank skips the step;
 * after the method's backward (or naive's), every parameter's ``.grad`` averaged: exact for any part of
   the update still computed from local graphs, and a no-op (bitwise, for 2, 4, 8 ranks) on parts
   already averaged;
@@ -26,7 +31,8 @@ flat all-reduce per dtype):
 
 Every rank runs the same loader stream (same seed, global batch size) and keeps its slice of each
 batch, so the task drawn at each step, the images of the global batch and the augmentation are those
-of one process; only the slice is read and augmented (mtl/data/loader.py ``shard``).
+of one process; only the slice is read and augmented (mtl/data/loader.py ``shard``). Dropout draws the
+global batch's mask on every rank and keeps the rank's rows (mtl/models/dropout.py).
 """
 
 from __future__ import annotations

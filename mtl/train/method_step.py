@@ -42,6 +42,7 @@ from mtl.data.loader import MultiDomainLoader
 from mtl.data.sampling import derive_seed
 from mtl.errors import UserError
 from mtl.methods.base import Method, SharedParts, StepInfo
+from mtl.methods.gramian import NonFiniteGradients
 from mtl.models.graph import GraphModel
 from mtl.models.graph_config import weighted_task_loss
 from mtl.train.distributed import SINGLE, Dist, model_buffers, straight_through
@@ -190,7 +191,7 @@ class MethodSteps:
     def __init__(self, opts, model, net, method, tasks, folder, device, dist=SINGLE):
         self.model, self.method, self.tasks, self.amp = model, method, tasks, precision(opts, device)
         self.dist, self.buffers = dist, model_buffers(model)
-        self.scaler = None  # fp16 is refused for combined methods (TrainOptions.validate)
+        self.scaler = grad_scaler(self.amp, device)  # fp16 only; checkpointed with the optimizers
         self.channels_last = opts.channels_last and device.type == "cuda"
         self.declared_source = opts.grad_source
         # Loss-weighting methods (no 'source' option) backward the weighted sum: no source to take.
@@ -208,7 +209,7 @@ class MethodSteps:
         optimizer = self.optimizers["all"]
         set_lr(optimizer, lr)
         result = multi_task_step(self.net, self.model, self.method, optimizer, batches,
-                                 source=self.declared_source, amp=self.amp, dist=self.dist)
+                                 source=self.declared_source, amp=self.amp, dist=self.dist, scaler=self.scaler)
         self.dist.broadcast_(self.buffers)  # BatchNorm statistics: rank 0's (DDP's broadcast_buffers)
         return result
 
@@ -225,7 +226,8 @@ class MethodSteps:
 
 def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
                     batches: dict[str, tuple[torch.Tensor, torch.Tensor]], *, source: str,
-                    amp: bool, dist: Dist = SINGLE) -> tuple[dict[str, dict[str, float]], StepInfo]:
+                    amp: bool, dist: Dist = SINGLE,
+                    scaler: torch.amp.GradScaler | None = None) -> tuple[dict[str, dict[str, float]], StepInfo]:
     """One combined step: every task's loss, the method's update into .grad, one optimizer step.
 
     Args:
@@ -237,10 +239,15 @@ def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer:
         source: the gradient source the model declares (the method's option may override it).
         amp: autocast (True: bf16 on CUDA; a dtype: that one on any device).
         dist: data-parallel group: losses, per-task gradients and the update become the global batch's.
+        scaler: fp16's GradScaler. The losses keep their values but carry its scale S into their
+            gradients (``SharedParts.loss_scale``): the per-task gradients are unscaled before the
+            method combines them (fp32), the update written into .grad is unscaled before the step. An
+            overflow (in a per-task gradient, or in the update) skips the step on every rank, puts the
+            method's state back and halves S, as GradScaler does; it is reported finite (not a divergence).
 
     Returns:
         Per task {"loss" (unweighted cross-entropy), "accuracy", "images", "finite"}, and the method's
-        StepInfo (None for a step skipped by the divergence guard: a non-finite loss or gradient).
+        StepInfo (None for a skipped step: a non-finite loss or gradient, or an fp16 overflow).
     """
     net.train()
     buffers = saved_buffers(model)
@@ -256,31 +263,57 @@ def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer:
     losses = [weighted_task_loss(model, task, loss) for task, loss in zip(tasks, ce)]
     optimizer.zero_grad(set_to_none=True)
     finite = all(math.isfinite(v) for v in values)
-    info = None
+    info, overflow = None, False
     if finite:  # a non-finite loss never reaches the method (its weights / logits / rotations stay)
         before = copy.deepcopy(method.state_dict())
+        scale = None
+        if scaler is not None:  # value unchanged, gradient x S (S a power of 2: exact)
+            losses = [loss.detach() + (scaled - scaled.detach()) for loss, scaled in
+                      ((loss, scaler.scale(loss)) for loss in losses)]
+            scale = float(scaler.get_scale())
         parts = SharedParts(model.shared_parameters(), task_parameters(model, tasks), source,
                             last_shared_parameters(model), reps, separate_inputs=True,
-                            reducer=dist if dist.active else None)
-        info = method.backward(losses, parts)
+                            reducer=dist if dist.active else None, loss_scale=scale)
+        try:
+            info = method.backward(losses, parts)
+        except NonFiniteGradients:  # fp16: raised on every rank alike, before anything was combined
+            finite = False
         grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
-        dist.average_(grads)  # what is still local in the update (a no-op on what the method averaged)
-        finite = bool(all_finite([], grads)) if grads else True
+        unscaled = finite and scaler is not None
+        if finite:
+            dist.average_(grads)  # what is still local in the update (a no-op on what the method averaged)
+            if unscaled:
+                scaler.unscale_(optimizer)  # the same averaged .grad on every rank: the same verdict
+            finite = bool(all_finite([], grads)) if grads else True
         if finite:
             with update_guard(model, tasks):
                 optimizer.step()
             if method.needs_losses_after_step:
                 method.after_step(losses_after_step(net, model, batches, amp, dist))
-        else:  # an overflow in the combined gradient: undo what the method learnt from it
+        else:  # an overflow in a task's or the combined gradient: undo what the method learnt from it
             method.load_state_dict(before)
-            info = None
+            info, overflow = None, scaler is not None
+        if scaler is not None:
+            _update_scale(scaler, unscaled)
     if not finite:
         optimizer.zero_grad(set_to_none=True)
         restore_buffers(buffers)
     metrics = {t: {"loss": value, "accuracy": hits / (len(batches[t][1]) * dist.world_size),
-                   "images": len(batches[t][1]) * dist.world_size, "finite": finite}
+                   "images": len(batches[t][1]) * dist.world_size, "finite": finite or overflow}
                for t, value, hits in zip(tasks, values, correct)}
     return metrics, info
+
+
+def _update_scale(scaler: torch.amp.GradScaler, unscaled: bool) -> None:
+    """GradScaler.update after `unscale_` (it recorded the inf check). An overflow in a per-task
+    gradient stops the step before any: back off and restart the growth count, as GradScaler does on
+    an overflow (through its state dict: the same scale and tracker on every rank)."""
+    if unscaled:
+        scaler.update()
+        return
+    state = scaler.state_dict()
+    state.update(scale=state["scale"] * state["backoff_factor"], _growth_tracker=0)
+    scaler.load_state_dict(state)
 
 
 def _global_losses(dist: Dist, ce: list[torch.Tensor], logits: list[torch.Tensor],
