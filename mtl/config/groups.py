@@ -11,6 +11,7 @@ one release, with a one-line notice.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import re
 import sys
@@ -134,6 +135,15 @@ def merge(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def layered(cls: type, layers: list[dict], source: str) -> dict:
+    """The layers (public, dotted or storage keys) in storage form, each over the one before; group
+    options (optimizer_options, ...) merge key by key."""
+    values: dict = {}
+    for layer in layers:
+        values = merge(values, canonical(cls, layer, source))
+    return values
+
+
 def canonical_set(current: Any, path: list[str], value: Any) -> dict:
     """A copy of the group dict `current` with `value` set at `path` (nested dicts made as needed)."""
     out = dict(current) if isinstance(current, dict) else {}
@@ -143,6 +153,8 @@ def canonical_set(current: Any, path: list[str], value: Any) -> dict:
 
 def deprecation_note(key: str, new: str) -> str:
     """The one-line notice for an old spelling (`method_options.alpha` -> `method.alpha`)."""
+    if "." not in new:  # a whole group: one dotted key per entry
+        new = f"{new}.<option> VALUE for each entry"
     return (f"note: --{key} is deprecated and goes in the next release: write --{new} "
             "(the same dotted name works in config modules and YAML/JSON files).")
 
@@ -306,12 +318,17 @@ def _resolve_one(opts: Any, name: str, grp: Group, values: Any, item: str | None
     out = {}
     for key, raw in values.items():
         if key not in params:
-            whose = f"{grp.kind} {item or getattr(opts, grp.plugin)}"
-            raise UserError(f"{where}.{key}: {unknown_name_message(f'option of {whose}', key, params)}; "
-                            "`--help` lists its options.")
+            raise UserError(_unknown_key(where, key, f"{grp.kind} {item or getattr(opts, grp.plugin)}", params))
         out[key] = coerce_value(f"{where}.{key}", params[key].type, raw, "options")
     _check_options_class(grp, item or getattr(opts, grp.plugin), out, where)
     return out
+
+
+def _unknown_key(where: str, key: str, whose: str, params: dict) -> str:
+    close = difflib.get_close_matches(key, list(params), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (f"{where}.{key}: unknown {key} for {whose}{hint} (its options: "
+            f"{', '.join(params) or 'none'}; `--help` with it lists them typed).")
 
 
 def _resolve_stage(opts: Any, grp: Group, values: dict, where: str) -> dict:

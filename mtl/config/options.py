@@ -95,6 +95,11 @@ def build_options(cls: type, values: dict[str, Any], source: str, notes: list[st
     return opts
 
 
+def dotted(prefix: str, **values: Any) -> dict[str, Any]:
+    """`{prefix}.{key}` -> value, for config modules: ``**dotted("optimizer", delta_size=0.1)``."""
+    return {f"{prefix}.{key}": value for key, value in values.items()}
+
+
 def apply_values(opts: Any, values: dict[str, Any], source: str, notes: list[str] | None = None) -> None:
     """Set each value on `opts` (in place): plain options coerced to their type and checked; a whole
     group replaced, a dotted key set inside its group (typed later by `resolve_groups`)."""
