@@ -10,6 +10,7 @@ one release, with a one-line notice.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import inspect
@@ -404,6 +405,12 @@ def _example(grp: Group) -> str:
 
 
 def type_name(typ: Any) -> str:
-    """A short name of a type for --help (`float`, `list[int]`, `str | None`)."""
+    """A short name of a type for --help (`float`, `list[int]`, `str | None`); a mapping a plug-in takes
+    whole (a runner's variants, a train objective's overrides) is `json`: YAML / JSON text or a mapping."""
+    if typ is dict or typing.get_origin(typ) in (dict, collections.abc.Mapping):
+        return "json"
+    args = typing.get_args(typ)
+    if typing.get_origin(typ) is typing.Union or str(typing.get_origin(typ)) == "<class 'types.UnionType'>":
+        return " | ".join(type_name(a) for a in args)
     name = getattr(typ, "__name__", None) if typing.get_origin(typ) is None else None
     return name or str(typ).replace("typing.", "").replace("collections.abc.", "")

@@ -118,6 +118,10 @@ class TrainOptions(RunOptions):
             raise UserError(f"--curriculum_order is only read by --curriculum fixed (got --curriculum "
                             f"{self.curriculum}); add --curriculum fixed or drop --curriculum_order.")
         self.task_names()
+        if self.model.startswith("partitioned"):
+            from mtl.meta.partition import check_partition_spec
+
+            check_partition_spec(self.partition)
         self._validate_model_and_method()
 
     def _validate_model_and_method(self) -> None:
