@@ -163,3 +163,25 @@ def test_a_run_started_before_the_change_resumes_exactly(cli):
     old, new = (json.loads((cli.cwd / "exp" / run / "results.json").read_text()) for run in ("old", "new"))
     assert old["evaluations"] == new["evaluations"] == 96
     assert old["best"]["score"] == new["best"]["score"] == -1.3191824498487823  # the pre-change straight run's
+
+
+def test_proxy_and_share_amt_defaults_are_defined_once():
+    from dataclasses import fields
+
+    from mtl.config.proxy import PROXY
+    from mtl.distill.objective import ProxyObjective
+    from mtl.distill.proxy import ProxySchedule
+    from mtl.jobs.distill_options import DistillOptions
+
+    objective = {f.name: f.default for f in fields(ProxyObjective)}
+    schedule = {f.name: f.default for f in fields(ProxySchedule)}
+    for f in fields(PROXY):
+        value = getattr(PROXY, f.name)
+        assert objective[f.name] == value and tuple(getattr(DistillOptions(), f.name)) == value \
+            if isinstance(value, tuple) else getattr(DistillOptions(), f.name) == value, f.name
+        assert schedule.get(f.name, value) == value, f.name
+    repo = Path(__file__).parent.parent / "mtl"
+    for path in ("jobs/distill_options.py", "distill/objective.py", "distill/proxy.py"):
+        assert "3000" not in (repo / path).read_text(), path  # steps and val_images come from PROXY
+    for path in ("meta/partition.py", "models/partitioned.py"):
+        assert "share_amt: float = 0.75" not in (repo / path).read_text(), path

@@ -248,7 +248,7 @@ def _plugin(kind: str, name: str) -> Any:
 
 def dataclass_params(cls: type) -> dict[str, Param]:
     hints = typing.get_type_hints(cls)
-    docs = arg_docs(cls)
+    docs = {**arg_docs(cls), **getattr(cls, "option_help", {})}
     return {f.name: Param(hints[f.name], _field_default(f), f.metadata.get("help") or docs.get(f.name, ""))
             for f in dataclasses.fields(cls) if f.init}
 
@@ -411,6 +411,6 @@ def type_name(typ: Any) -> str:
         return "json"
     args = typing.get_args(typ)
     if typing.get_origin(typ) is typing.Union or str(typing.get_origin(typ)) == "<class 'types.UnionType'>":
-        return " | ".join(type_name(a) for a in args)
+        return " | ".join("none" if a is type(None) else type_name(a) for a in args)
     name = getattr(typ, "__name__", None) if typing.get_origin(typ) is None else None
     return name or str(typ).replace("typing.", "").replace("collections.abc.", "")

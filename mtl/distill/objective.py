@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 
-from mtl.config.proxy import PROXY
+from mtl.config.proxy import PROXY, PROXY_HELP
 from mtl.distill.features import READOUTS, FeatureCache, data_folder
 from mtl.distill.population import evaluate_population
 from mtl.distill.proxy import ProxySchedule
@@ -83,6 +83,7 @@ class ProxyObjective:
     amp: bool = PROXY.amp
     param_name: str = "partition"
     teacher_paths: dict = field(init=False, default_factory=dict)
+    option_help: ClassVar[dict[str, str]] = PROXY_HELP  # --objective.<name> help lines (groups.py)
 
     def __post_init__(self):
         if self.space is not None and self.space.partition is not None:
