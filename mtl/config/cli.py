@@ -12,7 +12,7 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtl.config.groups import print_notes
+from mtl.config.groups import print_notes, resolve_groups
 from mtl.config.loader import describe_configs, load_config
 from mtl.config.options import apply_values, describe_options, option_fields
 from mtl.errors import UserError
@@ -124,6 +124,7 @@ def resolve_resume(args: RunnerArgs, saved: dict[str, Any], diverged: bool = Fal
     job = _get_job(saved["job"], "saved config.json")
     opts = job.options_cls()
     apply_values(opts, saved["options"], "saved config.json")
+    resolve_groups(opts)  # typed as after validate, so that only real changes count below
     before = dataclasses.asdict(opts)
     notes: list[str] = []
     apply_values(opts, args.overrides, "command line", notes)

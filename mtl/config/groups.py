@@ -379,16 +379,15 @@ def _check_options_class(grp: Group, plugin: str, values: dict, where: str) -> N
         raise UserError(f"{where}: {err}.") from None
 
 
-def describe_group(opts: Any, name: str) -> list[tuple[str, str, Any, str]]:
-    """(public key, type name, value, help) rows of group `name` for --help."""
+def describe_group(opts: Any, name: str, help_text: str) -> list[tuple[str, str, Any, str]]:
+    """(public key, type name, value, help) rows of group `name` for --help: one per typed entry of the
+    chosen plug-in, one row (the option's own help) for a stage or a group of named entries."""
     grp = groups(type(opts))[name]
     value = getattr(opts, name)
     if grp.named:
-        return [(f"{grp.prefix}.<name>.<option>", "VALUE", value, f"{grp.kind or grp.job} options by name")]
+        return [(f"{grp.prefix}.<name>.<option>", "VALUE", value, help_text)]
     if grp.job:
-        example = ", ".join(sorted(value)) or "none set"
-        return [(f"{grp.prefix}.<option>", "VALUE", value,
-                 f"any {grp.job} option of this stage, e.g. --{grp.prefix}.{_example(grp)} ({example})")]
+        return [(f"{grp.prefix}.<option>", "VALUE", value, f"{help_text} (any {grp.job} option)")]
     params = schema(opts, name)
     if params is None:
         return [(f"{grp.prefix}.<option>", "VALUE", value, f"options of {grp.kind} {getattr(opts, grp.plugin)}")]
@@ -398,10 +397,6 @@ def describe_group(opts: Any, name: str) -> list[tuple[str, str, Any, str]]:
         rows.append((f"{grp.prefix}.{key}", type_name(param.type), "(required)" if current is REQUIRED else current,
                      param.help))
     return rows
-
-
-def _example(grp: Group) -> str:
-    return {"train": "num_rounds 3", "search": "optimizer.delta_size 0.1"}.get(grp.job, "seed 1")
 
 
 def type_name(typ: Any) -> str:

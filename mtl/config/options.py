@@ -121,7 +121,7 @@ def apply_values(opts: Any, values: dict[str, Any], source: str, notes: list[str
         value = coerce_value(name, types[name], raw, source)
         choices = fields[name].metadata.get("choices")
         if choices and value not in choices:
-            raise UserError(f"{source}: {name}={value!r} is not one of {', '.join(map(str, choices))}.")
+            raise UserError(f"{source}: {name} {value!r} is not one of {', '.join(map(str, choices))}.")
         check_bounds(name, value, fields[name].metadata.get("bounds") or {}, source)
         setattr(opts, name, value)
 
@@ -264,7 +264,7 @@ def describe_options(opts: Any) -> list[tuple[str, str, Any, str, bool]]:
     for name, fld in option_fields(type(opts)).items():
         safe = bool(fld.metadata.get("resume_safe"))
         if fld.metadata.get("group"):
-            rows += [(*row, safe) for row in describe_group(opts, name)]
+            rows += [(*row, safe) for row in describe_group(opts, name, fld.metadata.get("help", ""))]
             continue
         type_name = fld.metadata.get("type_name") or groups_type_name(types[name])
         rows.append((name, type_name, getattr(opts, name), fld.metadata.get("help", ""), safe))

@@ -30,7 +30,7 @@ class PipelineOptions(RunOptions):
                                    group=Group("teacher", job="train", config="teacher_config"))
     search_config: str = option("exp.es_dist", "search config of the ES stage (its optimizer and settings)")
     search_options: dict = option({}, "search options of the ES and random-search stages, e.g. "
-                                      "--search.backend local", group=Group("search", job="search",
+                                      "--search.optimizer.delta_size 0.1", group=Group("search", job="search",
                                                                              config="search_config"))
     objective: str = option("proxy", "objective of the searches: proxy (distillation from the teachers) or debug")
     objective_options: dict = option({}, "settings of --objective (--help with it lists them)",

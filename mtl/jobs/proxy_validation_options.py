@@ -33,7 +33,7 @@ class ProxyValidationOptions(DistillOptions):
                          choices=("spread", "equal_size"))
     equal_size_fraction: float = option(0.0, "channel fraction of every task in the equal_size sample (0: 1/K for "
                                         "a dataset of K task families, else 0.5)")
-    budgets: dict = option(DEFAULT_BUDGETS, "cheaper proxy budgets: name -> schedule overrides (steps, batch_size, "
+    budgets: dict = option(DEFAULT_BUDGETS, "cheaper proxy budgets: --budgets.<name>.steps 300 (also batch_size, "
                            "lr, ...); the LR drops at 2/3 of the steps unless lr_drop_steps is given; budgets "
                            "may be added on --continue", resume_safe=True,
                            group=Group("budgets", job="distill", named=True, keys=BUDGET_KEYS))
