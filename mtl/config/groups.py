@@ -53,12 +53,6 @@ class Group:
     keys: tuple[str, ...] = ()  # job groups: only these options (empty: every one)
 
 
-def group_of(cls: type, name: str) -> Group | None:
-    """The Group of option `name` of options class `cls` (None: a plain option)."""
-    fld = {f.name: f for f in dataclasses.fields(cls)}.get(name)
-    return fld.metadata.get("group") if fld is not None else None
-
-
 def groups(cls: type) -> dict[str, Group]:
     """Storage name -> Group of every group option of `cls`."""
     return {f.name: f.metadata["group"] for f in dataclasses.fields(cls) if f.metadata.get("group")}
