@@ -149,7 +149,7 @@ def test_build_method_errors_name_the_problem():
         build_method("mgda", 2, {"normalise": "l2"})
     with pytest.raises(UserError, match="normalize"):
         build_method("mgda", 2, {"normalize": "l3"})
-    with pytest.raises(UserError, match="type float"):
+    with pytest.raises(UserError, match="not a valid float"):  # the one coercer's wording
         build_method("cagrad", 2, {"c": "big"})
     assert build_method("cagrad", 2, {"c": "0.5"}).options.c == 0.5  # strings from the command line
     assert build_method("mgda_ub", 2).options.source == "representation"

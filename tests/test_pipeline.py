@@ -10,7 +10,7 @@ import pytest
 from mtl.config.options import build_options
 from mtl.errors import UserError
 from mtl.jobs.nested import nested_status, run_nested
-from mtl.jobs.pipeline import _expand, _merge
+from mtl.config.groups import layered
 from mtl.jobs.toy import ToyOptions
 from mtl.meta.store import ResultsStore
 
@@ -39,12 +39,13 @@ def test_nested_run_continues_an_unfinished_run(tmp_path):
     assert run_nested("toy", _toy(), tmp_path, "b") == straight
 
 
-def test_stage_options_merge_dicts_and_dotted_keys():
-    config = {"optimizer_options": {"init_random": 32, "num_deltas": 8}, "budget": 10}
-    layer = {"optimizer_options.num_deltas": 4, "budget": 5, "backend": "local"}
-    assert _merge(config, layer) == {"optimizer_options": {"init_random": 32, "num_deltas": 4}, "budget": 5,
-                                     "backend": "local"}
-    assert _expand({"a.b.c": 1, "a.d": 2}) == {"a": {"b": {"c": 1}, "d": 2}}
+def test_stage_options_merge_groups_and_dotted_keys():
+    from mtl.jobs.search_options import SearchOptions
+
+    config = {"optimizer.init_random": 32, "optimizer.num_deltas": 8, "budget": 10}
+    layer = {"optimizer_options.num_deltas": 4, "budget": 5, "backend": "local"}  # old and new spellings
+    assert layered(SearchOptions, [config, layer], "test") == {
+        "optimizer_options": {"init_random": 32, "num_deltas": 4}, "budget": 5, "backend": "local"}
 
 
 def test_bad_pipeline_options_are_user_errors(cli):
@@ -57,15 +58,12 @@ def _tiny(data_dir, parallel_stages=1):
     trainings one at a time in this process unless `parallel_stages`."""
     return ["--config", "exp.demo", "--data_dir", str(data_dir), "--device", "cpu", "--dataset", "mini_decathlon",
             "--task_choice", "digits-colors", "--parallel_stages", str(parallel_stages), "--retrain_seeds", "2",
-            "--train_options.width", "0.125", "--train_options.input_res", "16", "--train_options.val_max_images",
-            "64", "--train_options.checkpoint_every", "5",
-            "--teacher_options.train_iters", "12", "--teacher_options.lr_drop_steps", "[100]",
-            "--retrain_options.num_rounds", "1", "--retrain_options.train_iters", "16",
-            "--retrain_options.lr_drop_steps", "[100]",
-            "--objective_options.steps", "8", "--objective_options.batch_size", "4",
-            "--objective_options.val_images", "32", "--budget", "12",
-            "--search_options.optimizer_options.init_random", "4", "--search_options.optimizer_options.num_deltas",
-            "2", "--search_options.optimizer_options.num_to_use", "1", "--random_batch_size", "4",
+            "--train.width", "0.125", "--train.input_res", "16", "--train.val_max_images", "64",
+            "--train.checkpoint_every", "5", "--teacher.train_iters", "12", "--teacher.lr_drop_steps", "[100]",
+            "--retrain.num_rounds", "1", "--retrain.train_iters", "16", "--retrain.lr_drop_steps", "[100]",
+            "--objective.steps", "8", "--objective.batch_size", "4", "--objective.val_images", "32", "--budget", "12",
+            "--search.optimizer.init_random", "4", "--search.optimizer.num_deltas", "2",
+            "--search.optimizer.num_to_use", "1", "--random_batch_size", "4",
             "--baselines", "share_all", "--share_fixed", "0.5"]
 
 

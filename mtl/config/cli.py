@@ -12,8 +12,9 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
+from mtl.config.groups import print_notes, resolve_groups
 from mtl.config.loader import describe_configs, load_config
-from mtl.config.options import apply_values, build_options, describe_options, option_fields
+from mtl.config.options import apply_values, describe_options, option_fields
 from mtl.errors import UserError
 from mtl.jobs import Job, get_job
 
@@ -94,14 +95,17 @@ def _take_value(argv: list[str], i: int, name: str, inline: str | None, default:
 
 
 def resolve_new(args: RunnerArgs) -> tuple[Job, Any, str]:
-    """(job, options, config name) for a new run: defaults < config < command line."""
+    """(job, options, config name) for a new run: defaults < config < command line, validated once."""
     if not args.config:
         raise UserError("--config is required to start a run (e.g. --config exp.dec); "
                         "`python main.py --list` shows the configs, --continue resumes an existing run.")
     spec = load_config(args.config)
     job = _get_job(spec.job, f"config {spec.name}")
-    opts = build_options(job.options_cls, spec.options, f"config {spec.name}")
-    apply_values(opts, args.overrides, "command line")
+    notes: list[str] = []
+    opts = job.options_cls()
+    apply_values(opts, spec.options, f"config {spec.name}", notes)
+    apply_values(opts, args.overrides, "command line", notes)
+    print_notes(notes)
     opts.validate()
     return job, opts, spec.name
 
@@ -118,9 +122,13 @@ def resolve_resume(args: RunnerArgs, saved: dict[str, Any], diverged: bool = Fal
         raise UserError(f"--continue keeps the run's config ({saved.get('config')}); drop --config "
                         f"{args.config}, or start a new run with it.")
     job = _get_job(saved["job"], "saved config.json")
-    opts = build_options(job.options_cls, saved["options"], "saved config.json")
+    opts = job.options_cls()
+    apply_values(opts, saved["options"], "saved config.json")
+    resolve_groups(opts)  # typed as after validate, so that only real changes count below
     before = dataclasses.asdict(opts)
-    apply_values(opts, args.overrides, "command line")
+    notes: list[str] = []
+    apply_values(opts, args.overrides, "command line", notes)
+    print_notes(notes)
     opts.validate()
     fields = option_fields(job.options_cls)
     changed = [k for k, v in dataclasses.asdict(opts).items() if v != before[k]]
@@ -156,9 +164,8 @@ def print_options(job: Job, opts: Any, config_name: str, out=None) -> None:
     out.write(USAGE)
     out.write(f"\noptions of job '{job.name}' (values after config {config_name}; "
               "* = may change on --continue):\n")
-    for name, type_name, value, help_text in describe_options(opts):
-        fields = option_fields(type(opts))
-        mark = "*" if fields[name].metadata.get("resume_safe") else " "
+    for name, type_name, value, help_text, resume_safe in describe_options(opts):
+        mark = "*" if resume_safe else " "
         line = f"  --{name} {type_name.upper()}"
         out.write(f"{line:<34}{mark} {help_text} (default: {value!r})\n")
 

@@ -6,6 +6,7 @@ its allowed `choices`. `coerce_value` turns command-line strings and config valu
 
 from __future__ import annotations
 
+import collections.abc
 import copy
 import dataclasses
 import json
@@ -16,21 +17,25 @@ from typing import Any
 
 import yaml
 
+from mtl.config.groups import (Group, canonical_set, deprecation_note, describe_group, group_value,
+                               resolve_groups, storage_path)
+from mtl.config.groups import type_name as groups_type_name
 from mtl.errors import UserError
-from mtl.registry import unknown_name_message
 
 
 def option(default: Any, help: str, *, resume_safe: bool = False, choices: tuple | None = None,
            at_least: float | None = None, above: float | None = None, at_most: float | None = None,
-           below: float | None = None) -> Any:
+           below: float | None = None, group: Group | None = None, type_name: str = "") -> Any:
     """A dataclass field with help text; list / dict defaults are copied per instance.
 
     `at_least` / `above` / `at_most` / `below` bound a number (checked when a value is set; every float
-    option must also be finite).
+    option must also be finite). `group`: a dict option holding a plug-in's or a stage's typed options
+    (mtl/config/groups.py). `type_name`: what --help calls the type.
     """
     bounds = {k: v for k, v in (("at_least", at_least), ("above", above), ("at_most", at_most),
                                 ("below", below)) if v is not None}
-    metadata = {"help": help, "resume_safe": resume_safe, "choices": choices, "bounds": bounds}
+    metadata = {"help": help, "resume_safe": resume_safe, "choices": choices, "bounds": bounds, "group": group,
+                "type_name": type_name}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -56,7 +61,9 @@ class RunOptions:
         resolve_device(self.device)
 
     def validate(self) -> None:
-        """Cross-field checks; raise UserError. Subclasses extend it."""
+        """Group options typed against their schema, then cross-field checks; raise UserError. Subclasses
+        extend it (calling this first)."""
+        resolve_groups(self)
         for name in ("checkpoint_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name} must be at least 1 (got {getattr(self, name)}).")
@@ -72,42 +79,49 @@ def field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def build_options(cls: type, values: dict[str, Any], source: str) -> Any:
-    """An instance of `cls` from defaults updated with `values`, each coerced and checked.
+def build_options(cls: type, values: dict[str, Any], source: str, notes: list[str] | None = None) -> Any:
+    """An instance of `cls` from defaults updated with `values`, each coerced and checked, then validated.
 
     Args:
         cls: the job's options dataclass.
-        values: option name (or `name.key` for dict options) -> value (strings from the command line
-            are parsed).
+        values: option name, or a dotted path into a group (`method.alpha`), -> value (strings from the
+            command line are parsed).
         source: where the values came from, for error messages ("config exp.dec", "command line").
+        notes: collects deprecation notices for old spellings (None: old spellings are silent).
     """
     opts = cls()
-    apply_values(opts, values, source)
+    apply_values(opts, values, source, notes)
     opts.validate()
     return opts
 
 
-def apply_values(opts: Any, values: dict[str, Any], source: str) -> None:
-    """Set each value on `opts` after coercing it to its field's type (in place)."""
-    fields = option_fields(type(opts))
-    types = field_types(type(opts))
+def dotted(prefix: str, **values: Any) -> dict[str, Any]:
+    """`{prefix}.{key}` -> value, for config modules: ``**dotted("optimizer", delta_size=0.1)``."""
+    return {f"{prefix}.{key}": value for key, value in values.items()}
+
+
+def apply_values(opts: Any, values: dict[str, Any], source: str, notes: list[str] | None = None) -> None:
+    """Set each value on `opts` (in place): plain options coerced to their type and checked; a whole
+    group replaced, a dotted key set inside its group (typed later by `resolve_groups`)."""
+    cls = type(opts)
+    fields = option_fields(cls)
+    types = field_types(cls)
     for key, raw in values.items():
-        name, _, subkey = key.partition(".")
-        if name not in fields:
-            raise UserError(f"{source}: {unknown_name_message('option', name, fields)}. "
-                            "`--help` with the config lists every option.")
-        if subkey:
-            target = getattr(opts, name)
-            if not isinstance(target, dict):
-                raise UserError(f"{source}: option {name!r} is not a mapping, so {key!r} cannot set a key of it.")
-            target[subkey] = _check_finite(key, _parse_scalar(raw) if isinstance(raw, str) else raw, source)
+        path, new = storage_path(cls, key, source)
+        if new and notes is not None:
+            notes.append(deprecation_note(key, new))
+        name = path[0]
+        if fields[name].metadata.get("group"):
+            value = group_value(cls, name, raw, source, notes) if len(path) == 1 else \
+                canonical_set(getattr(opts, name), path[1:], raw)
+            setattr(opts, name, value)
             continue
+        if len(path) > 1:
+            raise UserError(f"{source}: option {name!r} is not a mapping, so {key!r} cannot set a key of it.")
         value = coerce_value(name, types[name], raw, source)
-        if isinstance(value, dict):
-            value = {k: _check_finite(f"{name}.{k}", v, source) for k, v in value.items()}
         choices = fields[name].metadata.get("choices")
         if choices and value not in choices:
-            raise UserError(f"{source}: {name}={value!r} is not one of {', '.join(map(str, choices))}.")
+            raise UserError(f"{source}: {name} {value!r} is not one of {', '.join(map(str, choices))}.")
         check_bounds(name, value, fields[name].metadata.get("bounds") or {}, source)
         setattr(opts, name, value)
 
@@ -138,7 +152,13 @@ def _check_finite(name: str, value: Any, source: str) -> Any:
 
 
 def coerce_value(name: str, typ: Any, raw: Any, source: str) -> Any:
-    """`raw` converted to `typ` (bool, int, float, str, list[...], dict, Optional[...])."""
+    """`raw` converted to `typ`: the one coercer of every option, plug-in option and stage option.
+
+    Command-line strings are parsed for the type (`"1.5"` -> 1.5, `"on"` -> True, `"a,b"` -> a list);
+    config values must already be of the type, except that an int is a valid float. A float must be
+    finite and is never a bool; a str is never a bool, list or mapping; a bool is one of
+    true/false/yes/no/on/off/1/0. `Any` (or an unknown class) takes the value, parsing strings as YAML.
+    """
     origin, args = typing.get_origin(typ), typing.get_args(typ)
     if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
         inner = [a for a in args if a is not type(None)]
@@ -146,27 +166,35 @@ def coerce_value(name: str, typ: Any, raw: Any, source: str) -> Any:
             return None
         return coerce_value(name, inner[0], raw, source)
     try:
-        if typ is bool:
-            return _to_bool(raw)
-        if typ is int:
-            return _to_int(raw)
-        if typ is float:
-            value = float(raw) if not isinstance(raw, bool) else _fail()
-            if not math.isfinite(value):
-                raise UserError(f"{source}: --{name}={raw!r} is not a finite number.")
-            return value
-        if typ is str:
-            return str(raw) if not isinstance(raw, (list, dict)) else _fail()
-        if origin is list:
-            items = _to_list(raw)
-            return [coerce_value(name, args[0] if args else str, item, source) for item in items]
-        if origin is dict or typ is dict:
-            value = _parse_scalar(raw) if isinstance(raw, str) else raw
-            return dict(value) if isinstance(value, dict) else _fail()
+        return _coerce(name, typ, origin, args, raw, source)
     except (TypeError, ValueError):
         pass
-    type_name = getattr(typ, "__name__", str(typ))
+    type_name = getattr(typ, "__name__", str(typ).replace("typing.", ""))
     raise UserError(f"{source}: {name}={raw!r} is not a valid {type_name}.")
+
+
+coerce = coerce_value  # the short name
+
+
+def _coerce(name: str, typ: Any, origin: Any, args: tuple, raw: Any, source: str) -> Any:
+    if typ is bool:
+        return _to_bool(raw)
+    if typ is int:
+        return _to_int(raw)
+    if typ is float:
+        value = float(raw) if not isinstance(raw, (bool, list, dict)) else _fail()
+        if not math.isfinite(value):
+            raise UserError(f"{source}: --{name}={raw!r} is not a finite number.")
+        return value
+    if typ is str:
+        return str(raw) if not isinstance(raw, (bool, list, tuple, dict)) else _fail()
+    if origin in (list, tuple, collections.abc.Sequence) or typ in (list, tuple):
+        item = args[0] if args and args[0] is not Ellipsis else Any
+        return [coerce_value(name, item, v, source) for v in _to_list(raw)]
+    if origin in (dict, collections.abc.Mapping) or typ is dict:
+        value = _parse_scalar(raw) if isinstance(raw, str) else raw
+        return _check_finite(name, dict(value), source) if isinstance(value, dict) else _fail()
+    return _check_finite(name, _parse_scalar(raw) if isinstance(raw, str) else raw, source)
 
 
 def _fail() -> Any:
@@ -222,23 +250,22 @@ def _parse_scalar(text: str) -> Any:
 
 
 def coerce_settings(values: dict[str, Any], hints: dict[str, Any], what: str) -> dict[str, Any]:
-    """A dict option's entries converted to the types its consumer declares (`hints`: key -> type), so
-    `--optimizer_options.learning_rate abc` fails here, naming the key, and not inside the run. Keys
-    without a declared type pass unchanged (the consumer reports unknown keys)."""
-    converted = {}
-    for key, value in values.items():
-        typ = hints.get(key)
-        converted[key] = coerce_value(f"{what}.{key}", typ, value, "command line") if typ in (bool, int, float) \
-            else value
-    return converted
+    """A dict's entries coerced to the types its consumer declares (`hints`: key -> type) by the one
+    coercer; keys without a declared type pass unchanged (the consumer reports unknown keys)."""
+    return {key: coerce_value(f"{what}.{key}", hints[key], value, "options") if key in hints else value
+            for key, value in values.items()}
 
 
-def describe_options(opts: Any) -> list[tuple[str, str, Any, str]]:
-    """(name, type name, current value, help) of every option, for --help."""
+def describe_options(opts: Any) -> list[tuple[str, str, Any, str, bool]]:
+    """(name, type name, current value, help, resume-safe) of every option, for --help; a group gives
+    one row per typed entry of the chosen plug-in (`method.alpha`), a stage group one row."""
     types = field_types(type(opts))
     rows = []
     for name, fld in option_fields(type(opts)).items():
-        typ = types[name]
-        type_name = getattr(typ, "__name__", None) or str(typ).replace("typing.", "")
-        rows.append((name, type_name, getattr(opts, name), fld.metadata.get("help", "")))
+        safe = bool(fld.metadata.get("resume_safe"))
+        if fld.metadata.get("group"):
+            rows += [(*row, safe) for row in describe_group(opts, name, fld.metadata.get("help", ""))]
+            continue
+        type_name = fld.metadata.get("type_name") or groups_type_name(types[name])
+        rows.append((name, type_name, getattr(opts, name), fld.metadata.get("help", ""), safe))
     return rows

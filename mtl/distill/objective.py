@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 
+from mtl.config.proxy import PROXY, PROXY_HELP
 from mtl.distill.features import READOUTS, FeatureCache, data_folder
 from mtl.distill.population import evaluate_population
 from mtl.distill.proxy import ProxySchedule
@@ -59,29 +60,30 @@ class ProxyObjective:
     exp_root: str = "exp"
     width: float | None = None
     input_res: int | None = None
-    steps: int = 3000
-    batch_size: int = 4
-    lr: float = 1.0
-    lr_drop_steps: Sequence[int] = (2000,)
-    lr_drop_factor: float = 10.0
-    momentum: float = 0.9
-    weight_decay: float = 1e-5
-    eval_batch_size: int = 256
-    train_images: int = 0
-    val_images: int = 3000
-    augment: bool = True
-    data_seed: int = 0
-    cache_features: bool = True
-    cache_device: str = "auto"
-    cache_dtype: str = "float32"
-    partition_layers: str = "last_stage_conv1"
-    stack: str = "grouped"
+    steps: int = PROXY.steps
+    batch_size: int = PROXY.batch_size
+    lr: float = PROXY.lr
+    lr_drop_steps: Sequence[int] = PROXY.lr_drop_steps
+    lr_drop_factor: float = PROXY.lr_drop_factor
+    momentum: float = PROXY.momentum
+    weight_decay: float = PROXY.weight_decay
+    eval_batch_size: int = PROXY.eval_batch_size
+    train_images: int = PROXY.train_images
+    val_images: int = PROXY.val_images
+    augment: bool = PROXY.augment
+    data_seed: int = PROXY.data_seed
+    cache_features: bool = PROXY.cache_features
+    cache_device: str = PROXY.cache_device
+    cache_dtype: str = PROXY.cache_dtype
+    partition_layers: str = PROXY.partition_layers
+    stack: str = PROXY.stack
     max_population: int = 0
-    student_init: str = ""
-    proxy_readout: str = "original"
-    amp: bool = True
+    student_init: str = PROXY.student_init
+    proxy_readout: str = PROXY.proxy_readout
+    amp: bool = PROXY.amp
     param_name: str = "partition"
     teacher_paths: dict = field(init=False, default_factory=dict)
+    option_help: ClassVar[dict[str, str]] = PROXY_HELP  # --objective.<name> help lines (groups.py)
 
     def __post_init__(self):
         if self.space is not None and self.space.partition is not None:

@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from mtl.config.proxy import PROXY
 from mtl.data.domains import get_dataset
 from mtl.distill.features import FeatureCache
 from mtl.distill.sgd import TaskSGD
@@ -34,14 +35,14 @@ LOSS_EMA = 0.9  # running distillation loss per task and candidate (reported, no
 class ProxySchedule:
     """How a student is trained and evaluated."""
 
-    steps: int = 3000
-    batch_size: int = 4
-    lr: float = 1.0
-    lr_drop_steps: tuple[int, ...] = (2000,)
-    lr_drop_factor: float = 10.0
-    momentum: float = 0.9
-    weight_decay: float = 1e-5
-    eval_batch_size: int = 256
+    steps: int = PROXY.steps
+    batch_size: int = PROXY.batch_size
+    lr: float = PROXY.lr
+    lr_drop_steps: tuple[int, ...] = PROXY.lr_drop_steps
+    lr_drop_factor: float = PROXY.lr_drop_factor
+    momentum: float = PROXY.momentum
+    weight_decay: float = PROXY.weight_decay
+    eval_batch_size: int = PROXY.eval_batch_size
 
     def train_images(self, num_tasks: int) -> int:
         """Training examples per task the schedule consumes (each seen once)."""

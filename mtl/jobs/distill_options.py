@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtl.config.options import RunOptions, option
+from mtl.config.proxy import PROXY
 from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
 
@@ -24,33 +25,37 @@ class DistillOptions(RunOptions):
     partition: str = option("share_all", "partition: share_all, independent, share_fwd_only, share_fixed:S, "
                             "random, or a partition .json file")
     partition_seed: int = option(0, "seed of the mask sampler (and of the random partition)")
-    partition_layers: str = option("last_stage_conv1", "partitioned layers of the student: last_stage_conv1 (the "
-                                   "original's) or last_stage (residual stream too)",
+    partition_layers: str = option(PROXY.partition_layers, "partitioned layers of the student: last_stage_conv1 "
+                                   "(the original's) or last_stage (residual stream too)",
                                    choices=("last_stage_conv1", "last_stage"))
-    student_init: str = option("", "run whose last stage initialises the student (original: the ImageNet "
-                               "model); empty = He init from --seed")
-    proxy_readout: str = option("original", "original: the last block distilled after the final BN + ReLU (the "
-                                "student's own) and scored by the teacher's head on it; teacher_bn: the raw last "
+    student_init: str = option(PROXY.student_init, "run whose last stage initialises the student (original: the "
+                               "ImageNet model); empty = He init from --seed")
+    proxy_readout: str = option(PROXY.proxy_readout, "original: the last block distilled after the final BN + ReLU "
+                                "(the student's own) and scored by the teacher's head on it; teacher_bn: the raw last "
                                 "block distilled, scored through the teacher's final BN", choices=READOUTS)
-    steps: int = option(3000, "student training steps (tasks in round robin)", at_least=1)
-    batch_size: int = option(4, "images per step", at_least=1)
-    lr: float = option(1.0, "SGD learning rate (Nesterov)", above=0)
-    lr_drop_steps: list[int] = option([2000], "steps at which the LR is divided by lr_drop_factor")
-    lr_drop_factor: float = option(10.0, "LR divisor at each drop", above=0)
-    momentum: float = option(0.9, "SGD momentum", at_least=0, at_most=1)
-    weight_decay: float = option(1e-5, "weight decay", at_least=0)
-    train_images: int = option(0, "cached training examples per task (0: what the schedule consumes)", at_least=0)
-    val_images: int = option(3000, "validation images per task the score uses (at most; seeded subset)", at_least=1)
-    augment: bool = option(True, "augment the cached training examples (one seeded draw each)")
-    data_seed: int = option(0, "seed of the training and validation subsets (same for every candidate)")
-    cache_features: bool = option(True, "compute the teachers' features once (False: per batch; same scores)")
-    cache_device: str = option("auto", "where cached features live: auto (the device when they fit), cpu, device",
+    steps: int = option(PROXY.steps, "student training steps (tasks in round robin)", at_least=1)
+    batch_size: int = option(PROXY.batch_size, "images per step", at_least=1)
+    lr: float = option(PROXY.lr, "SGD learning rate (Nesterov)", above=0)
+    lr_drop_steps: list[int] = option(list(PROXY.lr_drop_steps), "steps at which the LR is divided by lr_drop_factor")
+    lr_drop_factor: float = option(PROXY.lr_drop_factor, "LR divisor at each drop", above=0)
+    momentum: float = option(PROXY.momentum, "SGD momentum", at_least=0, at_most=1)
+    weight_decay: float = option(PROXY.weight_decay, "weight decay", at_least=0)
+    train_images: int = option(PROXY.train_images, "cached training examples per task (0: what the schedule "
+                               "consumes)", at_least=0)
+    val_images: int = option(PROXY.val_images, "validation images per task the score uses (at most; seeded "
+                             "subset)", at_least=1)
+    augment: bool = option(PROXY.augment, "augment the cached training examples (one seeded draw each)")
+    data_seed: int = option(PROXY.data_seed, "seed of the training and validation subsets (same for every candidate)")
+    cache_features: bool = option(PROXY.cache_features, "compute the teachers' features once (False: per batch; "
+                                  "same scores)")
+    cache_device: str = option(PROXY.cache_device, "where cached features live: auto (the device when they fit), "
+                               "cpu, device",
                                choices=("auto", "cpu", "device"))
-    cache_dtype: str = option("float32", "storage dtype of cached features", choices=("float32", "bfloat16"))
-    stack: str = option("grouped", "how stacked students run: grouped (convolutions) or vmap (torch.func)",
+    cache_dtype: str = option(PROXY.cache_dtype, "storage dtype of cached features", choices=("float32", "bfloat16"))
+    stack: str = option(PROXY.stack, "how stacked students run: grouped (convolutions) or vmap (torch.func)",
                         choices=("grouped", "vmap"))
-    eval_batch_size: int = option(256, "images per scoring batch", resume_safe=True, at_least=1)
-    amp: bool = option(True, "bf16 autocast on CUDA (ignored on CPU)", resume_safe=True)
+    eval_batch_size: int = option(PROXY.eval_batch_size, "images per scoring batch", resume_safe=True, at_least=1)
+    amp: bool = option(PROXY.amp, "bf16 autocast on CUDA (ignored on CPU)", resume_safe=True)
 
     def check_inputs(self) -> None:
         super().check_inputs()
@@ -67,6 +72,9 @@ class DistillOptions(RunOptions):
         if self.lr <= 0 or self.width <= 0:
             raise UserError("--lr and --width must be positive.")
         self.task_names()
+        from mtl.meta.partition import check_partition_spec
+
+        check_partition_spec(self.partition)
 
     def task_names(self) -> list[str]:
         """The chosen domains, in task order; UserError for a bad --task_choice."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
 
+from mtl.config.groups import Group
 from mtl.config.options import RunOptions, build_options, option
 from mtl.errors import UserError
 from mtl.jobs import register_job
@@ -41,8 +42,10 @@ class MethodsBenchmarkOptions(RunOptions):
     """One train run per method (plus single-task baselines) with shared train options."""
 
     methods: list[str] = option(ALL_METHODS, "MTL methods to train, one run each (mtl/methods)")
-    method_options: dict = option({}, "options per method, e.g. --method_options.gradnorm '{alpha: 1.5}'")
-    train: dict = option({}, "train-job options every run shares, e.g. --train.train_iters 100")
+    method_options: dict = option({}, "options per method, e.g. --method.gradnorm.alpha 1.5",
+                                  group=Group("method", kind="method", named=True))
+    train: dict = option({}, "train-job options every run shares, e.g. --train.train_iters 100",
+                         group=Group("train", job="train"))
     baselines: bool = option(True, "train single-task baselines (resnet26, one per task) for Δm")
     equal_images: bool = option(True, "naive (one task per step) gets K x the steps and LR-drop steps, so "
                                 "every run sees as many images per task")

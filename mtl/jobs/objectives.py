@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mtl.config.loader import load_config
+from mtl.config.groups import layered
 from mtl.config.options import build_options, option_fields
 from mtl.data.domains import task_families
 from mtl.errors import UserError
@@ -77,10 +78,12 @@ class TrainObjective:
     def _train_opts(self, overrides: dict, seed: int):
         from mtl.jobs import get_job
 
-        values = {**load_config(self.config).options, "dataset": self.dataset, "task_choice": self.task_choice,
-                  "data_dir": self.data_dir, "device": current_device(), **self.options, **overrides}
-        values.setdefault("seed", seed)
-        return build_options(get_job("train").options_cls, values, f"train objective ({self.config})")
+        cls = get_job("train").options_cls
+        common = {"dataset": self.dataset, "task_choice": self.task_choice, "data_dir": self.data_dir,
+                  "device": current_device()}
+        values = layered(cls, [{"seed": seed}, load_config(self.config).options, common, self.options, overrides],
+                         f"train objective ({self.config})")  # the seed unless set elsewhere
+        return build_options(cls, values, f"train objective ({self.config})")
 
     def _overrides(self, params: dict, seed: int, slug: str) -> dict:
         from mtl.jobs import get_job

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mtl.config.groups import layered
 from mtl.config.loader import load_config
 from mtl.config.options import build_options
 from mtl.data.domains import task_families
@@ -170,34 +171,11 @@ def _stage_spec(ctx: JobContext, job: str, name: str, config: str, layers: list[
     spec = load_config(config)
     if spec.job != job:
         raise UserError(f"pipeline stage {name}: config {config} is a {spec.job!r} job, expected {job!r}.")
-    values = dict(spec.options)
-    for layer in [common, *layers]:
-        values = _merge(values, layer)
+    cls = get_job(job).options_cls
+    values = layered(cls, [spec.options, common, *layers], f"pipeline stage {name} ({config})")
     values.update(replace or {})
-    stage_opts = build_options(get_job(job).options_cls, values, f"pipeline stage {name} ({config})")
+    stage_opts = build_options(cls, values, f"pipeline stage {name} ({config})")
     return Stage(job, stage_opts, f"{ctx.run.exp_id}/{name}", note=f"pipeline {ctx.run.exp_id}")
-
-
-def _merge(values: dict, layer: dict) -> dict:
-    """`layer` over `values`; dict-valued options (optimizer_options, ...) are merged key by key."""
-    out = dict(values)
-    for key, value in _expand(layer).items():
-        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def _expand(layer: dict) -> dict:
-    """Dotted keys as nested dicts: {"optimizer_options.lr": 1} (from --search_options.optimizer_options.lr 1)
-    -> {"optimizer_options": {"lr": 1}}."""
-    out: dict = {}
-    for key, value in layer.items():
-        name, _, sub = key.partition(".")
-        if sub:
-            nested = out.get(name) if isinstance(out.get(name), dict) else {}
-            out[name] = {**nested, **_expand({sub: value})}
-        else:
-            out[name] = {**out[name], **value} if isinstance(value, dict) and isinstance(out.get(name), dict) else value
-    return out
 
 
 def _teacher_layers(opts: PipelineOptions, task: str) -> list[dict]:
@@ -209,7 +187,7 @@ def _search_stage(ctx: JobContext, name: str, teacher_ids: list[str], backbone: 
     """A search stage: the search config < the pipeline's search_options < budget, objective (not merged)
     < `replace`. Random search and the proxy scores keep the ES stage's settings but not its optimizer's."""
     opts = ctx.opts
-    layer = _expand(opts.search_options)
+    layer = dict(opts.search_options)
     if "optimizer" in replace:
         layer = {k: v for k, v in layer.items() if k not in ("optimizer", "optimizer_options")}
     fixed = {"budget": opts.budget, "objective": opts.objective,
@@ -277,10 +255,7 @@ def _proxy_scores(ctx: JobContext, teacher_ids: list[str], partitions: dict[str,
 def _settings(opts: PipelineOptions, ctx: JobContext) -> dict[str, Any]:
     """What the table's caption states: data, model size, schedules, search budget."""
     def train_values(config: str, *layers: dict) -> dict:
-        values = dict(load_config(config).options)
-        for layer in layers:
-            values.update(layer)
-        return values
+        return layered(get_job("train").options_cls, [load_config(config).options, *layers], f"config {config}")
 
     teacher = train_values(opts.teacher_config, opts.train_options, opts.teacher_options)
     retrain = train_values(opts.retrain_config, opts.train_options, opts.retrain_options)

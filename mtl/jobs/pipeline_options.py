@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mtl.config.groups import Group
 from mtl.config.options import RunOptions, option
 from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
@@ -16,24 +17,30 @@ class PipelineOptions(RunOptions):
     dataset: str = option("mini_decathlon", "dataset of every stage", choices=DATASET_CHOICES)
     task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
     train_options: dict = option({}, "train options for every training stage (teachers and retrains), "
-                                     "e.g. --train_options.width 0.25")
+                                     "e.g. --train.width 0.25", group=Group("train", job="train",
+                                                                             config="retrain_config"))
     backbone: str = option("", "backbone of every training and of the proxy's student: empty = train it first as "
                            "stage backbone (backbone_config); a run (exp/<id>) = use it; none = no backbone, every "
                            "layer of every training trains")
     backbone_config: str = option("exp.imagenet", "train config of the backbone stage")
-    backbone_options: dict = option({}, "train options of the backbone stage only, e.g. --backbone_options.num_rounds 2")
+    backbone_options: dict = option({}, "train options of the backbone stage only, e.g. --backbone.num_rounds 2",
+                                    group=Group("backbone", job="train", config="backbone_config"))
     teacher_config: str = option("exp.finetune", "train config of the single-task teachers (one run per task)")
-    teacher_options: dict = option({}, "train options of the teachers only, e.g. --teacher_options.num_rounds 2")
+    teacher_options: dict = option({}, "train options of the teachers only, e.g. --teacher.num_rounds 2",
+                                   group=Group("teacher", job="train", config="teacher_config"))
     search_config: str = option("exp.es_dist", "search config of the ES stage (its optimizer and settings)")
     search_options: dict = option({}, "search options of the ES and random-search stages, e.g. "
-                                      "--search_options.backend local")
+                                      "--search.optimizer.delta_size 0.1", group=Group("search", job="search",
+                                                                             config="search_config"))
     objective: str = option("proxy", "objective of the searches: proxy (distillation from the teachers) or debug")
-    objective_options: dict = option({}, "objective settings, e.g. --objective_options.steps 500")
+    objective_options: dict = option({}, "settings of --objective (--help with it lists them)",
+                                     group=Group("objective", kind="objective", plugin="objective"))
     budget: int = option(10000, "evaluations of the ES search, and of the random search")
     random_search: bool = option(True, "also run random search at the same budget and retrain its best")
     random_batch_size: int = option(16, "candidates in flight per random-search generation")
     retrain_config: str = option("exp.dec", "train config of the multi-task retrains (best partitions, baselines)")
-    retrain_options: dict = option({}, "train options of the retrains only, e.g. --retrain_options.num_rounds 10")
+    retrain_options: dict = option({}, "train options of the retrains only, e.g. --retrain.num_rounds 10",
+                                   group=Group("retrain", job="train", config="retrain_config"))
     baselines: list[str] = option(["share_all", "independent"], "partition presets retrained as baselines")
     share_fixed: list[float] = option([0.25, 0.5, 0.75], "share_fixed amounts retrained as baselines")
     oracle: bool = option(True, "also retrain the families oracle (--partition families) as a reference row when "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mtl.config.groups import Group
 from mtl.config.options import option
 from mtl.errors import UserError
 from mtl.jobs.distill_options import READOUTS, DistillOptions
@@ -32,15 +33,18 @@ class ProxyValidationOptions(DistillOptions):
                          choices=("spread", "equal_size"))
     equal_size_fraction: float = option(0.0, "channel fraction of every task in the equal_size sample (0: 1/K for "
                                         "a dataset of K task families, else 0.5)")
-    budgets: dict = option(DEFAULT_BUDGETS, "cheaper proxy budgets: name -> schedule overrides (steps, batch_size, "
+    budgets: dict = option(DEFAULT_BUDGETS, "cheaper proxy budgets: --budgets.<name>.steps 300 (also batch_size, "
                            "lr, ...); the LR drops at 2/3 of the steps unless lr_drop_steps is given; budgets "
-                           "may be added on --continue", resume_safe=True)
+                           "may be added on --continue", resume_safe=True,
+                           group=Group("budgets", job="distill", named=True, keys=BUDGET_KEYS))
     full_config: str = option("exp.mini_dec", "train config of the full multi-task trainings")
-    full_options: dict = option({}, "train option overrides of the full trainings, e.g. --full_options.num_rounds 3")
+    full_options: dict = option({}, "train option overrides of the full trainings, e.g. --full.num_rounds 3",
+                                group=Group("full", job="train", config="full_config"))
     full_seeds: list[int] = option([0], "training seeds per partition (full-training scores are averaged; "
                                    "seeds may be added on --continue)", resume_safe=True)
     teacher_config: str = option("exp.mini_finetune", "train config of teachers trained here (--teachers empty)")
-    teacher_options: dict = option({}, "train option overrides of the teachers trained here")
+    teacher_options: dict = option({}, "train option overrides of the teachers trained here",
+                                   group=Group("teacher", job="train", config="teacher_config"))
     bootstrap: int = option(1000, "bootstrap resamples for the confidence intervals", resume_safe=True)
     max_population: int = option(0, "largest stack of students trained at once (0: every partition)",
                                  resume_safe=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtl.config.groups import layered
 from mtl.config.loader import load_config
 from mtl.config.options import build_options, option_fields
 from mtl.errors import UserError
@@ -72,12 +73,10 @@ class SearchObjective:
         from mtl.jobs import get_job
 
         cls = get_job("search").options_cls
-        base = load_config(self.config).options
-        values = {**base, "dataset": self.dataset, "task_choice": self.task_choice, "data_dir": self.data_dir,
-                  "device": current_device(), **self.options, "seed": seed}
-        for key, value in self.options.items():  # dict options update the config's, one level deep
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                values[key] = {**base[key], **value}
+        common = {"dataset": self.dataset, "task_choice": self.task_choice, "data_dir": self.data_dir,
+                  "device": current_device()}
+        values = layered(cls, [load_config(self.config).options, common, self.options, {"seed": seed}],
+                         f"search objective ({self.config})")  # group options update the config's
         fields = option_fields(cls)
         settings = dict(values.get("optimizer_options", {}))
         for name, value in params.items():

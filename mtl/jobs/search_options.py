@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mtl.config.groups import Group
 from mtl.config.options import RunOptions, option
 from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
@@ -16,9 +17,8 @@ class SearchOptions(RunOptions):
     """A meta-optimizer proposes candidates, an objective scores them, the results store keeps every one."""
 
     optimizer: str = option("es", "meta-optimizer: es, es_multiobjective, random, grid, runner or nevergrad")
-    optimizer_options: dict = option({}, "the optimizer's settings, e.g. --optimizer_options.learning_rate 0.1 "
-                                         "(ES: init_random, num_deltas, num_to_use, delta_size, learning_rate, "
-                                         "momentum, nesterov, weight_reg, diag_weight_decay)")
+    optimizer_options: dict = option({}, "settings of --optimizer (--help with it lists them)",
+                                     group=Group("optimizer", kind="optimizer", plugin="optimizer"))
     nevergrad_optimizer: str = option("NGOpt", "nevergrad: the optimizer's name in Nevergrad's registry (CMA, "
                                                "TwoPointsDE, NGOpt, OnePlusOne, DiagonalCMA, PSO, ...)")
     nevergrad_population: int = option(16, "nevergrad: candidates asked (and evaluated together) per generation")
@@ -26,7 +26,8 @@ class SearchOptions(RunOptions):
                                       "0: the first run's --budget (kept when --budget grows on --continue)")
     objective: str = option("debug", "what scores a candidate: debug (known optimum, no training), "
                                      "proxy (distillation) or train (a full training run each)")
-    objective_options: dict = option({}, "the objective's settings, e.g. --objective_options.noise 0.05")
+    objective_options: dict = option({}, "settings of --objective (--help with it lists them)",
+                                     group=Group("objective", kind="objective", plugin="objective"))
     dataset: str = option("mini_decathlon", "dataset whose tasks the partition covers",
                           choices=DATASET_CHOICES)
     task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mtl.config.groups import Group
 from mtl.config.options import RunOptions, option
 from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
@@ -19,10 +20,12 @@ class TrainOptions(RunOptions):
     task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
     model: str = option("partitioned_resnet26", "model: resnet26, partitioned_resnet26 or graph (--graph_model)")
     graph_model: list[dict] = option([], "graph-composed model: node dicts (name, module, anchor(s), loss, "
-                                     "loss_weight); see mtl/models/graph_config.py; needs --model graph")
+                                     "loss_weight); see mtl/models/graph_config.py; needs --model graph",
+                                     type_name="JSON_LIST")
     mtl_method: str = option("naive", "multi-task method (mtl/methods): naive = one task per step with "
                              "per-task optimizers; others = every task every step, combined update")
-    method_options: dict = option({}, "options of the method, e.g. --method_options.alpha 1.5")
+    method_options: dict = option({}, "options of --mtl_method (--help with it lists them)",
+                                  group=Group("method", kind="method", plugin="mtl_method"))
     grad_source: str = option("shared", "gradient source the model declares: shared (all shared params), "
                               "last_shared (last shared layer) or representation (shared features)",
                               choices=("shared", "last_shared", "representation"))
@@ -115,6 +118,10 @@ class TrainOptions(RunOptions):
             raise UserError(f"--curriculum_order is only read by --curriculum fixed (got --curriculum "
                             f"{self.curriculum}); add --curriculum fixed or drop --curriculum_order.")
         self.task_names()
+        if self.model.startswith("partitioned"):
+            from mtl.meta.partition import check_partition_spec
+
+            check_partition_spec(self.partition)
         self._validate_model_and_method()
 
     def _validate_model_and_method(self) -> None:

@@ -22,6 +22,7 @@ from mtl.errors import UserError
 FORMAT = "mtl.partition"
 VERSION = 1
 PRESETS = ("share_all", "independent", "share_fwd_only", "share_fixed", "random", "families")
+SHARE_AMT = 0.75  # shared fraction of share_fixed when none is given (the original's share_amt)
 
 
 @dataclass
@@ -134,7 +135,7 @@ def from_fractions(fwd: np.ndarray, bwd: np.ndarray) -> np.ndarray:
 # --- presets ---------------------------------------------------------------------------------
 
 
-def preset(name: str, num_tasks: int, *, share_amt: float = 0.75, seed: int = 0,
+def preset(name: str, num_tasks: int, *, share_amt: float = SHARE_AMT, seed: int = 0,
            restrict_amt: float = 0.5, num_unique: int = 1, families: Sequence[str] | None = None) -> Partition:
     """A named starting partition.
 
@@ -360,8 +361,32 @@ def _check_tasks(partition: Partition, tasks: Sequence[str] | None, where: str) 
                         f"{list(tasks)}; use the same --task_choice (same order)")
 
 
+def is_partition_file(spec: str) -> bool:
+    """Whether a --partition value names a file (else a preset)."""
+    return spec.endswith(".json") or os.path.sep in spec
+
+
+def check_partition_spec(spec: str) -> None:
+    """UserError unless `spec` is a partition file name or a preset (`share_fixed:S` with 0 <= S <= 1);
+    values only: a file's existence and tasks are checked with the run's inputs."""
+    if is_partition_file(spec):
+        return
+    name, colon, amt = spec.partition(":")
+    if name not in PRESETS:
+        raise UserError(f"--partition {spec!r} is neither a .json file nor a preset ({', '.join(PRESETS)}); "
+                        "give a preset, share_fixed:S with S in [0, 1], or a partition .json file "
+                        "(e.g. exp/<search>/best_partition.json).")
+    try:
+        share = float(amt) if colon else SHARE_AMT
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0 or (colon and name != "share_fixed"):
+        raise UserError(f"--partition {spec!r}: only share_fixed takes an amount, share_fixed:S with S a "
+                        "fraction in [0, 1] (e.g. share_fixed:0.5).")
+
+
 def resolve_partition(spec: "Partition | str", tasks: Sequence[str], *, seed: int = 0,
-                      share_amt: float = 0.75, families: Sequence[str] | None = None) -> Partition:
+                      share_amt: float = SHARE_AMT, families: Sequence[str] | None = None) -> Partition:
     """A Partition from a preset name, a JSON path or a Partition, tied to `tasks`.
 
     Args:
@@ -377,10 +402,8 @@ def resolve_partition(spec: "Partition | str", tasks: Sequence[str], *, seed: in
     elif str(spec).endswith(".json") or os.path.sep in str(spec):
         partition = load_partition(spec, tasks)
     else:
+        check_partition_spec(str(spec))
         name, _, amt = str(spec).partition(":")
-        if name not in PRESETS:
-            raise UserError(f"--partition {spec!r} is neither a .json file nor a preset "
-                            f"({', '.join(PRESETS)})")
         share = float(amt) if amt else share_amt
         partition = preset(name, len(tasks), share_amt=share, seed=seed, families=families)
     partition.tasks = list(tasks)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from typing import Any, Mapping, Sequence
 
+from mtl.config.options import coerce_value
 from mtl.errors import UserError
 from mtl.registry import unknown_name_message
 
@@ -26,8 +26,8 @@ def check_positive(option: str, value: float, allow_zero: bool = False) -> None:
 def options_from_dict(options_cls: type, values: Mapping[str, Any] | None, method: str = "") -> Any:
     """Build a method's options dataclass from a dict, with close-match errors for unknown keys.
 
-    Strings are converted to the field type (as they come from the command line); ints are accepted
-    for float fields.
+    Values pass the one coercer of every option (mtl/config/options.py `coerce_value`): command-line
+    strings are parsed, an int is a valid float, a bool is never a number.
     """
     if values is None:
         return options_cls()
@@ -40,31 +40,5 @@ def options_from_dict(options_cls: type, values: Mapping[str, Any] | None, metho
         if key not in fields:
             raise UserError(unknown_name_message(f"option of method {method or options_cls.__name__}",
                                                  key, fields))
-        kwargs[key] = _coerce(key, value, hints[key])
+        kwargs[key] = coerce_value(f"method.{key}", hints[key], value, f"method {method or options_cls.__name__}")
     return options_cls(**kwargs)
-
-
-def _coerce(key: str, value: Any, kind: Any) -> Any:
-    try:
-        if kind is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return value.lower() in ("true", "1", "yes")
-            if isinstance(value, (bool, int)):
-                return bool(value)
-        elif kind is int and not isinstance(value, bool):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        elif kind is float and not isinstance(value, bool):
-            if math.isfinite(float(value)):
-                return float(value)
-            raise UserError(f"method option {key}={value!r} is not a finite number")
-        elif kind is str and isinstance(value, str):
-            return value
-        else:
-            return value
-    except (TypeError, ValueError):
-        pass
-    raise UserError(f"method option {key}={value!r} should be of type {getattr(kind, '__name__', kind)}")

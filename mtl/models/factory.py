@@ -36,7 +36,7 @@ def build_model(name: str, tasks: Sequence[Any], **opts: Any) -> nn.Module:
             Partitioned: partition (preset name, "share_fixed:0.5", JSON path or Partition;
             default "share_all"), partition_layers (one of `mtl.models.partitioned.LAYOUTS`),
             exec_mode ("sliced" | "masked"), partition_seed (0; seed of `random` and of the sampler
-            for presets), share_amt (0.75).
+            for presets), share_amt (mtl.meta.partition.SHARE_AMT).
 
     Returns:
         The model (on CPU, in training mode).

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from mtl.meta.masks import mask_set
-from mtl.meta.partition import Partition, layer_masks, resolve_partition, to_json_dict
+from mtl.meta.partition import SHARE_AMT, Partition, layer_masks, resolve_partition, to_json_dict
 from mtl.models import channels as ch
 from mtl.models.factory import MODELS, task_specs
 from mtl.models.resnet import ResNet26
@@ -236,7 +236,7 @@ def _rebuild_plans(module: PartitionedResNet26, incompatible_keys: Any) -> None:
 @MODELS.register("partitioned_resnet26")
 def build_partitioned_resnet26(tasks: Sequence[Any], *, partition: Any = None,
                                partition_layers: str = "last_stage_conv1", exec_mode: str = "sliced",
-                               partition_seed: int = 0, share_amt: float = 0.75,
+                               partition_seed: int = 0, share_amt: float = SHARE_AMT,
                                **resnet_opts: Any) -> PartitionedResNet26:
     """ResNet-26 with a feature partition (see `mtl.models.factory.build_model` for the options)."""
     names = [n for n, _ in task_specs(tasks)]

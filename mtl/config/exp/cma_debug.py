@@ -6,6 +6,8 @@
 10 tasks (90 unit coordinates), 16 candidates per generation; score = -distance to a random target.
 """
 
+from mtl.config.options import dotted
+
 JOB = "search"
 OPTIONS = dict(
     dataset="decathlon",  # only for the task names: no data is read
@@ -14,6 +16,6 @@ OPTIONS = dict(
     nevergrad_optimizer="CMA",
     nevergrad_population=16,
     objective="debug",
-    objective_options=dict(target_seed=0, noise=0.0),
+    **dotted("objective", target_seed=0, noise=0.0),
     budget=10000,
 )

@@ -9,16 +9,18 @@ the train_accuracy curriculum p ∝ (1 - acc + bias)^(1/temperature), each a ful
 "--temperature .6 .05 2 log 0" and "--curriculum_bias .05 .01 .5 log 0".
 """
 
+from mtl.config.options import dotted
+
 JOB = "search"
 OPTIONS = dict(
     dataset="decathlon",
     task_choice="1-2-3-4-5-6-7-8-9",
     optimizer="grid",
-    optimizer_options=dict(steps=4, batch_size=16),
+    **dotted("optimizer", steps=4, batch_size=16),
     search_partition=False,
     hyperparameters=["curriculum_temperature 0.6 0.05 2 log 0", "curriculum_bias 0.05 0.01 0.5 log 0"],
     objective="train",
-    objective_options=dict(config="exp.dec"),
+    **dotted("objective", config="exp.dec"),
     budget=16,
     max_retries=1,
 )

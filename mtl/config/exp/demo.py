@@ -16,25 +16,27 @@ of the last stage partitioned, 400 teacher and 900 multi-task steps; the trainin
 The same pipeline at full size: exp.pipeline.
 """
 
+from mtl.config.options import dotted
+
 JOB = "pipeline"
 OPTIONS = dict(
     dataset="mini_families",
     task_choice="0-1-2-3",
     backbone="none",  # no ImageNet for the embedded data: every layer trains (as in exp.mini_finetune)
-    train_options=dict(width=0.125, input_res=32, batch_size=32, dropout=0.1, val_max_images=0,
-                       eval_batch_size=300, prefetch=0, checkpoint_every=100, log_every=50),
+    train=dict(width=0.125, input_res=32, batch_size=32, dropout=0.1, val_max_images=0,
+               eval_batch_size=300, prefetch=0, checkpoint_every=100, log_every=50),
     teacher_config="exp.mini_finetune",
-    teacher_options=dict(num_rounds=1, train_iters=400, lr_drop_steps=[300]),
+    teacher=dict(num_rounds=1, train_iters=400, lr_drop_steps=[300]),
     search_config="exp.es_dist",
-    search_options=dict(fixed_fraction=0.5,
-                        optimizer_options=dict(init_random=16, num_deltas=8, num_to_use=6, delta_size=0.1)),
+    search=dict(fixed_fraction=0.5,
+                **dotted("optimizer", init_random=16, num_deltas=8, num_to_use=6, delta_size=0.1)),
     objective="proxy",
-    objective_options=dict(steps=300, batch_size=8, lr_drop_steps=[200], val_images=150, eval_batch_size=300,
-                           partition_layers="last_stage"),
+    **dotted("objective", steps=300, batch_size=8, lr_drop_steps=[200], val_images=150, eval_batch_size=300,
+             partition_layers="last_stage"),
     budget=256,
     random_batch_size=16,
     retrain_config="exp.families",
-    retrain_options=dict(num_rounds=3, train_iters=300, lr_drop_steps=[600], partition_layers="last_stage"),
+    retrain=dict(num_rounds=3, train_iters=300, lr_drop_steps=[600], partition_layers="last_stage"),
     baselines=["share_all", "independent"],
     share_fixed=[0.3333],
     oracle=True,

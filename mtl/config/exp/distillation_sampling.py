@@ -17,6 +17,6 @@ OPTIONS = {
     "num_partitions": 100,
     "presets": ["share_all", "independent"],
     "full_config": "exp.dec",
-    "full_options": {"num_rounds": 4, "lr_drop_steps": [15000]},
+    "full": {"num_rounds": 4, "lr_drop_steps": [15000]},
     "max_population": 16,
 }

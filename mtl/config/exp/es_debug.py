@@ -8,14 +8,16 @@ the top 24 are used, sigma 0.005, lr 1, momentum 0.8, no resource penalty, 10,00
 Score = -distance to a random target in unit coordinates (0 at the optimum).
 """
 
+from mtl.config.options import dotted
+
 JOB = "search"
 OPTIONS = dict(
     dataset="decathlon",  # only for the task names: no data is read
     task_choice="0-1-2-3-4-5-6-7-8-9",
     optimizer="es",
-    optimizer_options=dict(init_random=32, num_deltas=32, num_to_use=24, delta_size=0.005, learning_rate=1.0,
-                           momentum=0.8, weight_reg="none"),
+    **dotted("optimizer", init_random=32, num_deltas=32, num_to_use=24, delta_size=0.005, learning_rate=1.0,
+             momentum=0.8, weight_reg="none"),
     objective="debug",
-    objective_options=dict(target_seed=0, noise=0.0),
+    **dotted("objective", target_seed=0, noise=0.0),
     budget=10000,
 )

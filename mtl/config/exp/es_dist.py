@@ -9,14 +9,16 @@ Nesterov SGD lr 0.25 momentum 0.8, L2 penalty 0.001 on each task's channel fract
 The result: best_partition.json (train it with exp.dec --partition), Pareto front, plots, report.md.
 """
 
+from mtl.config.options import dotted
+
 JOB = "search"
 OPTIONS = dict(
     dataset="decathlon",
     task_choice="1-2-3-4-5-6-7-8-9",
     optimizer="es",
-    optimizer_options=dict(init_random=32, num_deltas=8, num_to_use=7, delta_size=0.04, learning_rate=0.25,
-                           momentum=0.8, nesterov=True, weight_reg="l2", diag_weight_decay=0.001),
+    **dotted("optimizer", init_random=32, num_deltas=8, num_to_use=7, delta_size=0.04, learning_rate=0.25,
+             momentum=0.8, nesterov=True, weight_reg="l2", diag_weight_decay=0.001),
     objective="proxy",
-    objective_options=dict(teachers="teachers"),  # exp/teachers/: one exp.finetune run per task
+    **dotted("objective", teachers="teachers"),  # exp/teachers/: one exp.finetune run per task
     budget=10000,
 )

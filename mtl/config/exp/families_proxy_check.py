@@ -14,23 +14,24 @@ structure. Teachers are trained here, as the demo trains them.
 from mtl.config.exp.demo import OPTIONS as _DEMO
 from mtl.config.exp.mini_dist import OPTIONS as _MINI_DIST
 
-_TRAIN = _DEMO["train_options"]
+_TRAIN = _DEMO["train"]
+_PROXY = {k.removeprefix("objective."): v for k, v in _DEMO.items() if k.startswith("objective.")}
 
 JOB = "proxy_validation"
 OPTIONS = {
     **_MINI_DIST,
-    **_DEMO["objective_options"],  # the demo's proxy budget is the default budget here
+    **_PROXY,  # the demo's proxy budget is the default budget here
     "dataset": "mini_families",
     "task_choice": "0-1-2-3",
     "width": _TRAIN["width"],
     "input_res": _TRAIN["input_res"],
     "teachers": "",
     "teacher_config": "exp.mini_finetune",
-    "teacher_options": {**{k: v for k, v in _TRAIN.items() if k not in ("width", "input_res")},
-                        **_DEMO["teacher_options"]},
+    "teacher": {**{k: v for k, v in _TRAIN.items() if k not in ("width", "input_res")},
+                        **_DEMO["teacher"]},
     "full_config": "exp.families",
-    "full_options": {**{k: v for k, v in _TRAIN.items() if k not in ("width", "input_res")},
-                     **_DEMO["retrain_options"]},
+    "full": {**{k: v for k, v in _TRAIN.items() if k not in ("width", "input_res")},
+                     **_DEMO["retrain"]},
     "full_seeds": [0, 1, 2],
     "sample": "equal_size",
     "num_partitions": 6,

@@ -10,16 +10,18 @@ each a full multi-task training (a nested run under trials/); score = mean valid
 The original's cmd file fixed_sharing.txt: "--share_amt .75 0 1 linear 0".
 """
 
+from mtl.config.options import dotted
+
 JOB = "search"
 OPTIONS = dict(
     dataset="decathlon",
     task_choice="1-2-3-4-5-6-7-8-9",
     optimizer="grid",
-    optimizer_options=dict(steps=5, batch_size=5),
+    **dotted("optimizer", steps=5, batch_size=5),
     search_partition=False,
     hyperparameters=["share_amt 0.75 0 1 linear 0"],
     objective="train",
-    objective_options=dict(config="exp.dec"),
+    **dotted("objective", config="exp.dec"),
     budget=5,
     max_retries=1,
 )

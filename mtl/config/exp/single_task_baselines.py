@@ -9,12 +9,15 @@ The original's single_task_baselines (a runner over exps.finetune): for every ta
 variants of one trial sharing a seed. Candidates trial_<k>/<task>_<variant>, 81 trainings.
 """
 
+from mtl.config.options import dotted
+
 JOB = "search"
 OPTIONS = dict(
     dataset="decathlon",
     task_choice="1-2-3-4-5-6-7-8-9",
     optimizer="runner",
-    optimizer_options=dict(
+    **dotted(
+        "optimizer",
         variants={
             "last_third": {},
             "full": {"last_third_only": False},
@@ -25,7 +28,7 @@ OPTIONS = dict(
     ),
     search_partition=False,
     objective="train",
-    objective_options=dict(config="exp.finetune"),
+    **dotted("objective", config="exp.finetune"),
     budget=81,
     max_retries=1,
 )

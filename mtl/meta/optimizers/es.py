@@ -18,7 +18,7 @@ A pair with a failed member is left out of the estimate (no silent worst score).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -33,16 +33,19 @@ _logger = logging.getLogger(__name__)
 class ESOptions:
     """ES settings; defaults = the original's es_dist config."""
 
-    init_random: int = 32  # random samples in generation 0; the best becomes the first centre
-    num_deltas: int = 8  # antithetic pairs per generation (2x evaluations)
-    num_to_use: int = 7  # top pairs used in the update
-    delta_size: float = 0.04  # sigma of the perturbations, in unit coordinates
-    learning_rate: float = 0.25
-    momentum: float = 0.8
-    nesterov: bool = True
-    weight_reg: str = "l2"  # resource regularizer on the forward diagonal: "none", "l1" or "l2"
-    diag_weight_decay: float = 0.001  # its lambda
-    multiobjective: bool = False
+    init_random: int = field(default=32, metadata={"help": "random samples in generation 0; the best becomes the "
+                                                            "first centre"})
+    num_deltas: int = field(default=8, metadata={"help": "antithetic pairs per generation (2x evaluations)"})
+    num_to_use: int = field(default=7, metadata={"help": "top pairs used in the update"})
+    delta_size: float = field(default=0.04, metadata={"help": "sigma of the perturbations, in unit coordinates"})
+    learning_rate: float = field(default=0.25, metadata={"help": "step size of the centre's update"})
+    momentum: float = field(default=0.8, metadata={"help": "momentum of the centre's update"})
+    nesterov: bool = field(default=True, metadata={"help": "Nesterov momentum"})
+    weight_reg: str = field(default="l2", metadata={"help": "resource regularizer on the forward diagonal: none, "
+                                                            "l1 or l2"})
+    diag_weight_decay: float = field(default=0.001, metadata={"help": "the regularizer's lambda"})
+    multiobjective: bool = field(default=False, metadata={"help": "per-task score normalization and "
+                                                                  "estimates (on for es_multiobjective)"})
 
     def __post_init__(self):
         if self.weight_reg not in ("none", "l1", "l2"):
@@ -57,6 +60,7 @@ class ES(MetaOptimizer):
 
     name = "es"
     default_multiobjective = False
+    Options = ESOptions
 
     def __init__(self, space: Space, seed: int = 0, **options):
         super().__init__(space, seed)

@@ -56,6 +56,7 @@ class NevergradOptimizer(MetaOptimizer):
     """
 
     name = "nevergrad"
+    options_via_fields = True  # its settings are the search's --nevergrad_* options, not --optimizer.*
     replays_history = True  # resumed by re-telling the stored evaluations (mtl/meta/search.py)
 
     def __init__(self, space: Space, seed: int = 0, optimizer: str = "NGOpt", population: int = 16,
