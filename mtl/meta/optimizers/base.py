@@ -17,7 +17,11 @@ from mtl.meta.space import Space
 from mtl.meta.store import Evaluation
 from mtl.registry import Registry
 
-OPTIMIZERS = Registry("meta-optimizer")
+# The module that registers each meta-optimizer (imported on first use).
+OPTIMIZERS = Registry("meta-optimizer", modules={
+    "es": "mtl.meta.optimizers.es", "es_multiobjective": "mtl.meta.optimizers.es", "grid": "mtl.meta.optimizers.grid",
+    "nevergrad": "mtl.meta.optimizers.nevergrad", "random": "mtl.meta.optimizers.random_search",
+    "runner": "mtl.meta.optimizers.runner"})
 
 
 @dataclass(frozen=True)
