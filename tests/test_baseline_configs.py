@@ -12,7 +12,7 @@ from distill_helpers import train_tiny_teachers
 
 from mtl.config.cli import parse_args, resolve_new
 from mtl.jobs.objectives import trial_slug
-from mtl.jobs.search import build_optimizer
+from mtl.jobs.search_setup import build_optimizer
 from mtl.meta.store import ResultsStore
 
 ORIGINAL_TASKS = ["aircraft", "cifar100", "daimlerpedcls", "dtd", "gtsrb", "vgg-flowers", "omniglot", "svhn", "ucf101"]

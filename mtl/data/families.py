@@ -20,8 +20,8 @@ Splits: 30% train, 50% validation (a large validation set keeps the comparison's
 from __future__ import annotations
 
 from mtl.data import families_render as R
-from mtl.data.domains import DomainSpec
-from mtl.data.embedded import EmbeddedDataset, EmbeddedDomain, register_embedded
+from mtl.data.embedded import EmbeddedDataset, EmbeddedDomain
+from mtl.data.specs import DomainSpec
 
 GENERATOR_VERSION = 1
 SEED = 20261201
@@ -38,5 +38,5 @@ FAMILY_DOMAINS = (
     EmbeddedDomain(DomainSpec("photo_details", 3, 10, True, 70.0, 0.85, "photos"), R.PHOTOS, 60,
                    R.render_photo_detail),
 )
-FAMILIES = register_embedded(EmbeddedDataset("mini_families", FAMILY_DOMAINS, GENERATOR_VERSION, SEED,
-                                             "task families", split_fractions=(0.3, 0.5)))
+FAMILIES = EmbeddedDataset("mini_families", FAMILY_DOMAINS, GENERATOR_VERSION, SEED, "task families",
+                           split_fractions=(0.3, 0.5))

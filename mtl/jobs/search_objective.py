@@ -23,7 +23,7 @@ from mtl.jobs.objectives import trial_slug
 from mtl.meta.objectives import OBJECTIVES
 from mtl.meta.space import Space
 from mtl.meta.store import ResultsStore
-from mtl.meta.workers import current_device
+from mtl.meta.pool import current_device
 
 
 @OBJECTIVES.register("search")
