@@ -136,7 +136,8 @@ def test_combined_update_keeps_partition_masks(mini_data_dir):
     from mtl.data.domains import get_dataset
     from mtl.methods import build_method
     from mtl.models import build_model
-    from mtl.train.method_step import MethodNet, TaskBatches, multi_task_step, update_guard
+    from mtl.models.contract import update_guard
+    from mtl.train.method_step import MethodNet, TaskBatches, multi_task_step
     from mtl.train.optim import make_sgd
 
     torch.manual_seed(0)

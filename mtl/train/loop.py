@@ -82,8 +82,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, task: str, im
         if clip_grad > 0:
             torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad)
         # Partitioned models undo updates a task may not make (backward masks, weight decay, momentum).
-        guard = model.guard_update(task) if hasattr(model, "guard_update") else contextlib.nullcontext()
-        with guard:
+        with model.guard_update(task):
             optimizer.step()
     else:
         optimizer.zero_grad(set_to_none=set_to_none)
