@@ -39,13 +39,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from mtl.data.loader import MultiDomainLoader
-from mtl.data.sampling import derive_seed
 from mtl.methods.base import Method, SharedParts, StepInfo
 from mtl.models.contract import MultiTaskModel
 from mtl.train.distributed import SINGLE, Dist, model_buffers, straight_through
 from mtl.train.divergence import all_finite, restore_buffers, saved_buffers
 from mtl.train.loop import autocast, grad_scaler, precision, train_step
 from mtl.train.optim import make_sgd, set_lr
+from mtl.util.rng import derive_seed
 
 _STREAM_PURPOSE = 4  # derive_seed purpose of the per-task streams (the loader uses 1-3)
 
