@@ -35,8 +35,8 @@ Contract:
 * ``state_dict()`` / ``load_state_dict()`` hold everything needed for an exact resume (parameters,
   the method's optimizer state, counters, loss history, random-generator state as a uint8 tensor);
   it loads with ``torch.load(weights_only=True)``. Load it before the first ``backward``.
-* ``naive`` is the exception: ``uses_task_optimizers`` is True and the loop calls
-  ``method.step_task_optimizers(losses, parts, task_optimizers)`` instead of ``backward`` + step.
+* ``naive`` is the exception: ``uses_task_optimizers`` is True, and the train job steps one task
+  at a time with that task's own optimizer (``NaiveSteps``, mtl/train/method_step.py), never ``backward``.
 * A model that supports representation-transforming methods (RotoGrad) feeds head k with
   ``method.adapt_representation(z, k)`` instead of ``z`` (identity for every other method).
 """
