@@ -99,7 +99,7 @@ def test_naive_default_is_the_original_per_task_loop(cli, mini_data_dir):
     from mtl.jobs.train import EMA_DECAY
     from mtl.jobs.train_options import TrainOptions
     from mtl.jobs.train_setup import build_train_model
-    from mtl.train.loop import train_step
+    from mtl.train.task_step import train_step
     from mtl.train.optim import lr_at, make_sgd, set_lr
     from mtl.util.rng import seed_everything
 

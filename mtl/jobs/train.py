@@ -26,10 +26,11 @@ from mtl.models.resnet import ResNet26
 from mtl.models.resources import format_resources, task_resources
 from mtl.train.distributed import check_same_state
 from mtl.train.divergence import DivergenceGuard
-from mtl.train.loop import evaluate, precision
+from mtl.train.evaluate import evaluate
 from mtl.train.method_step import make_steps
 from mtl.train.metrics import decathlon_score
 from mtl.train.optim import lr_at
+from mtl.train.task_step import precision
 from mtl.util.atomic import atomic_write_json
 from mtl.util.faults import maybe_inject_fault
 from mtl.util.memory import peak_memory, reset_peak

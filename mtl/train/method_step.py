@@ -43,7 +43,7 @@ from mtl.methods.base import Method, SharedParts, StepInfo
 from mtl.models.contract import MultiTaskModel
 from mtl.train.distributed import SINGLE, Dist, model_buffers, straight_through
 from mtl.train.divergence import all_finite, restore_buffers, saved_buffers
-from mtl.train.loop import autocast, grad_scaler, precision, train_step
+from mtl.train.task_step import autocast, grad_scaler, precision, train_step
 from mtl.train.optim import make_sgd, set_lr
 from mtl.util.rng import derive_seed
 
