@@ -147,7 +147,7 @@ def run_model_only(args: argparse.Namespace) -> dict:
 
 def run_end_to_end(args: argparse.Namespace, model_only_rate: float) -> dict:
     """Single-task training fed by the HDF5 loader (device-side augmentation included)."""
-    from mtl.data.loader import MultiDomainLoader
+    from mtl.data.batches import MultiDomainLoader
     from mtl.data.mini import MINI_DECATHLON
     from mtl.data.prepare import ensure_embedded
 

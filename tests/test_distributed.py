@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from mtl.data.loader import MultiDomainLoader
+from mtl.data.batches import MultiDomainLoader
 from mtl.train.distributed import SINGLE, state_checksums, straight_through
 from mtl.util.checkpoint import CheckpointStore
 

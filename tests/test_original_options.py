@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtl.data.loader import MultiDomainLoader
+from mtl.data.batches import MultiDomainLoader
 from mtl.data.sampling import domain_probabilities, load_task_order
 from mtl.models.resnet import ResNet26
 from mtl.train.task_step import train_step

@@ -95,7 +95,7 @@ def test_method_option_errors_exit_2_before_the_run_starts(cli, mini_data_dir, a
 def test_naive_default_is_the_original_per_task_loop(cli, mini_data_dir):
     """--mtl_method naive (the default) equals the original loop written out: one task per step, its SGD."""
     from mtl.data.domains import get_dataset
-    from mtl.data.loader import MultiDomainLoader
+    from mtl.data.batches import MultiDomainLoader
     from mtl.jobs.train import EMA_DECAY
     from mtl.jobs.train_options import TrainOptions
     from mtl.jobs.train_setup import build_train_model

@@ -3,8 +3,8 @@
     python main.py -e my_es --config exp.es_dist              # ES with the distillation proxy
     python main.py -e my_es --continue [--budget 20000]       # after a crash: nothing lost, nothing repeated
 
-Every evaluation is a row of exp/<id>/results.sqlite (mtl/meta/store.py); the optimizer's state is
-saved there after each generation, so `--continue` picks up exactly (mtl/meta/search.py). At the end
+Every evaluation is a row of exp/<id>/results.sqlite (mtl/meta/results_store.py); the optimizer's state is
+saved there after each generation, so `--continue` picks up exactly (mtl/meta/search_loop.py). At the end
 (and when stopped) the report is written into the run folder: best_partition.json (usable with
 `--partition`), pareto_front.json, progress.png, pareto_front.png, best_partition.png, report.md.
 """
@@ -24,8 +24,8 @@ from mtl.jobs.search_options import SearchOptions
 from mtl.jobs.search_setup import build_objective, build_optimizer, build_space
 from mtl.meta.pool import DEVICE_ENV, make_pool
 from mtl.meta.report import write_report
-from mtl.meta.search import run_search
-from mtl.meta.store import ResultsStore
+from mtl.meta.search_loop import run_search
+from mtl.meta.results_store import ResultsStore
 
 STORE_NAME = "results.sqlite"
 
@@ -60,7 +60,7 @@ def run_search_job(ctx: JobContext) -> dict:
 
 
 def _first_error(path: Path) -> str:
-    from mtl.meta.store import ResultsStore
+    from mtl.meta.results_store import ResultsStore
 
     with ResultsStore(path) as store:
         failed = store.evaluations("failed")

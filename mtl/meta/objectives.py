@@ -4,7 +4,7 @@ Here only the test objectives live (no training): `DebugObjective` (a known opti
 noise — the original's worker_mode=debug, reference/original-system.md §3.4) and `FlakyObjective`,
 a fault injector for testing retries (killing the search itself: MTL_FAULT=KILL@search_record=K).
 Objectives that train register themselves from their own modules, imported on first use by
-`get_objective`: "proxy" (mtl/distill/objective.py, the distillation proxy), "train" (mtl/jobs/objectives.py,
+`get_objective`: "proxy" (mtl/distill/objective.py, the distillation proxy), "train" (mtl/jobs/train_objective.py,
 a full training run per candidate) and "search" (mtl/jobs/search_objective.py, a search run per
 candidate). A class may also be an objective with `evaluate_batch(params_list,
 seeds)`: the in-process and local pools then hand it whole populations.
@@ -28,7 +28,7 @@ from mtl.registry import Registry
 # Objectives registered by modules outside mtl.meta, imported on first use (like mtl.jobs.JOBS).
 OBJECTIVES = Registry("objective", modules={
     "proxy": "mtl.distill.objective",
-    "train": "mtl.jobs.objectives",
+    "train": "mtl.jobs.train_objective",
     "search": "mtl.jobs.search_objective",
 })
 

@@ -26,7 +26,7 @@ flat all-reduce per dtype):
 
 Every rank runs the same loader stream (same seed, global batch size) and keeps its slice of each
 batch, so the task drawn at each step, the images of the global batch and the augmentation are those
-of one process; only the slice is read and augmented (mtl/data/loader.py ``shard``).
+of one process; only the slice is read and augmented (mtl/data/batches.py ``shard``).
 """
 
 from __future__ import annotations

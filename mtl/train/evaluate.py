@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mtl.data.loader import eval_batches
+from mtl.data.batches import eval_batches
 from mtl.train.metrics import correct_count
 from mtl.train.task_step import autocast
 

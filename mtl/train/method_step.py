@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mtl.data.loader import MultiDomainLoader
+from mtl.data.batches import MultiDomainLoader
 from mtl.methods.base import Method, SharedParts, StepInfo
 from mtl.models.contract import MultiTaskModel
 from mtl.train.distributed import SINGLE, Dist, model_buffers, straight_through

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mtl.meta.space import Space
-from mtl.meta.store import Evaluation
+from mtl.meta.results_store import Evaluation
 from mtl.registry import Registry
 from mtl.util.rng import derive_seed
 
