@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -200,3 +201,34 @@ def test_each_plugin_is_registered_by_the_module_its_registry_names():
         if unnamed:
             problems.append(f"{module} registers {unnamed}, which {registry_module}.{attribute} does not name")
     assert not problems, "\n".join(problems)
+
+
+def _layout_paths() -> set[str]:
+    """The files the README's "## Layout" block names: top-level entries, and the files listed under a
+    package (indented lines, relative to it)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Layout\n", 1)[1].split("```\n", 2)[1]
+    named, package = set(), ""
+    for line in block.splitlines():
+        if not line.strip():
+            continue
+        if not line.startswith(" "):
+            first = line.split()[0]
+            package = first if first.endswith("/") else ""
+            named.add(first.rstrip("/"))
+            continue
+        words = line.split()
+        prefix = package + (words[0] if words[0].endswith("/") else "")
+        for word in re.findall(r"[\w*/]+\.py\b", line):
+            named.add(prefix + word)
+    return named
+
+
+def test_the_readme_layout_names_every_file_and_only_existing_ones():
+    named = _layout_paths()
+    existing = {p for n in named for p in ([str(q.relative_to(ROOT)) for q in ROOT.glob(n)] if "*" in n else [n])}
+    stale = sorted(n for n in existing if not (ROOT / n).exists())
+    files = {str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"}
+    missing = sorted(files - existing)
+    assert not stale and not missing, f"README layout: names missing files {stale}; leaves out {missing}"
+    assert {"mtl/train", "mtl/distill"} <= named
