@@ -9,7 +9,7 @@ import dataclasses
 import datetime as dt
 import sys
 
-from mtl.commands import list_command, prepare_command
+from mtl.commands import list_command
 from mtl.config.cli import parse_args, print_options, print_usage, resolve_new, resolve_resume, wrap
 from mtl.errors import UserError
 from mtl.jobs.launch import EXIT_USER, launch
@@ -33,6 +33,8 @@ def main(argv: list[str]) -> int:
     if args.list_runs:
         return list_command(args.exp_root)
     if args.prepare:
+        from mtl.data.prepare import prepare_command
+
         workers = args.overrides.pop("workers", None)
         data_dir = args.overrides.pop("data_dir", "data")
         domains = args.overrides.pop("domains", None)

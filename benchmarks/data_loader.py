@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mtl.data.loader import MultiDomainLoader, _Source  # noqa: E402
+from mtl.data.batches import MultiDomainLoader, _Source  # noqa: E402
 from mtl.data.mini import generate_mini_decathlon  # noqa: E402
 from mtl.data.prepare import prepare_dataset  # noqa: E402
 from mtl.data.store import DomainFile  # noqa: E402

@@ -32,7 +32,7 @@ from mtl.distill.population import evaluate_population  # noqa: E402
 from mtl.distill.proxy import ProxySchedule  # noqa: E402
 from mtl.meta.optimizers.base import Candidate  # noqa: E402
 from mtl.meta.partition import Partition, preset  # noqa: E402
-from mtl.meta.workers import current_device, make_pool  # noqa: E402
+from mtl.meta.pool import current_device, make_pool  # noqa: E402
 
 
 @dataclass

@@ -147,11 +147,12 @@ def run_model_only(args: argparse.Namespace) -> dict:
 
 def run_end_to_end(args: argparse.Namespace, model_only_rate: float) -> dict:
     """Single-task training fed by the HDF5 loader (device-side augmentation included)."""
-    from mtl.data.loader import MultiDomainLoader
-    from mtl.data.mini import MINI_DECATHLON, ensure_mini_decathlon
+    from mtl.data.batches import MultiDomainLoader
+    from mtl.data.mini import MINI_DECATHLON
+    from mtl.data.prepare import ensure_embedded
 
     if args.domain in MINI_DECATHLON.names:
-        folder = ensure_mini_decathlon(args.data_dir)
+        folder = ensure_embedded("mini_decathlon", args.data_dir)
     else:
         folder = Path(args.data_dir) / "decathlon"
     loader = MultiDomainLoader(folder, [args.domain], batch_size=args.batch, device=args.device, seed=0,

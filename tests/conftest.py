@@ -74,17 +74,17 @@ def cli(tmp_path, monkeypatch, capsys):
 @pytest.fixture(scope="session")
 def mini_data_dir(tmp_path_factory) -> Path:
     """A data root holding the prepared mini-decathlon, built once per test session."""
-    from mtl.data.mini import ensure_mini_decathlon
+    from mtl.data.prepare import ensure_embedded
 
     root = tmp_path_factory.getbasetemp() / "shared_data"
-    ensure_mini_decathlon(root)
+    ensure_embedded("mini_decathlon", root)
     return root
 
 
 @pytest.fixture(scope="session")
 def families_data_dir(tmp_path_factory) -> Path:
     """A data root holding the prepared task-families dataset, built once per test session."""
-    from mtl.data.embedded import ensure_embedded
+    from mtl.data.prepare import ensure_embedded
 
     root = tmp_path_factory.getbasetemp() / "families_data"
     ensure_embedded("mini_families", root)

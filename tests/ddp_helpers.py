@@ -11,7 +11,7 @@ from mtl.data.domains import get_dataset
 from mtl.methods import build_method
 from mtl.models.graph_config import build_graph_model
 from mtl.train.distributed import SINGLE, Dist, check_same_state, model_buffers
-from mtl.train.loop import train_step
+from mtl.train.task_step import train_step
 from mtl.methods.gramian import NonFiniteGradients, check_finite
 from mtl.train.method_step import MethodNet, _adapts, multi_task_step
 from mtl.train.optim import make_sgd

@@ -11,9 +11,9 @@ import pytest
 from distill_helpers import train_tiny_teachers
 
 from mtl.config.cli import parse_args, resolve_new
-from mtl.jobs.objectives import trial_slug
-from mtl.jobs.search import build_optimizer
-from mtl.meta.store import ResultsStore
+from mtl.jobs.train_objective import trial_slug
+from mtl.jobs.search_setup import build_optimizer
+from mtl.meta.results_store import ResultsStore
 
 ORIGINAL_TASKS = ["aircraft", "cifar100", "daimlerpedcls", "dtd", "gtsrb", "vgg-flowers", "omniglot", "svhn", "ucf101"]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mtl.util.checkpoint import CheckpointStore
-from mtl.util.rng import capture_rng_state, restore_rng_state
+from mtl.util.rng import capture_rng_state, derive_seed, restore_rng_state
 
 
 def _state(value: float) -> dict:
@@ -91,3 +91,14 @@ def test_first_save_of_a_fresh_run_warns_nothing(tmp_path, caplog):
         store.save(_state(1), 1, metric=0.5)
     assert caplog.text == ""
     assert store._read_index()["best"]["metric"] == 0.5
+
+
+def test_derive_seed_keeps_the_numbers_runs_depend_on():
+    """The values of the former 63-bit (data streams) and 31-bit (candidate seeds) functions."""
+    cases = {(0,): (6375474604893067239, 1484405855), (1, 2, 3): (8208089874740249663, 1911094848),
+             (20240501, 4, 7): (4921686655569213090, 1145919471), (2**40, 5): (5428711973203711907, 1263970502)}
+    for keys, (wide, narrow) in cases.items():
+        assert derive_seed(*keys) == wide and derive_seed(*keys, bits=31) == narrow
+    with pytest.raises(ValueError):
+        derive_seed(1, bits=32)
+

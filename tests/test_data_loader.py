@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mtl.data import augment
-from mtl.data.loader import MultiDomainLoader, eval_batches
+from mtl.data.batches import MultiDomainLoader, eval_batches
 
 from mtl.data.sampling import domain_probabilities, generator_for
 from mtl.data.store import DomainFile

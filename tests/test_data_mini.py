@@ -11,7 +11,8 @@ from PIL import Image
 
 from mtl.data.devkit import read_domain
 from mtl.data.domains import get_dataset
-from mtl.data.mini import MINI_DOMAINS, ensure_mini_decathlon
+from mtl.data.mini import MINI_DOMAINS
+from mtl.data.prepare import ensure_embedded
 from mtl.data.store import DomainFile
 
 
@@ -66,6 +67,6 @@ def test_renderers_are_deterministic():
 def test_ensure_is_fast_when_present(mini_root):
     before = (mini_root / "digits.h5").stat().st_mtime_ns
     start = time.perf_counter()
-    assert ensure_mini_decathlon(mini_root.parent) == mini_root
+    assert ensure_embedded("mini_decathlon", mini_root.parent) == mini_root
     assert time.perf_counter() - start < 2.0
     assert (mini_root / "digits.h5").stat().st_mtime_ns == before

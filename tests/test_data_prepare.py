@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mtl.data.mini import MARKER, ensure_mini_decathlon
+from mtl.data.mini import MARKER
 from mtl.data.prepare import KILL_AFTER_ENV, prepare_dataset
 from mtl.data.store import is_complete
 

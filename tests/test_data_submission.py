@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mtl.data.devkit import read_split
-from mtl.data.loader import eval_batches
+from mtl.data.batches import eval_batches
 
 from mtl.data.submission import read_submission, write_submission
 

@@ -20,7 +20,7 @@ import torch.multiprocessing as mp
 
 from torch.nn import functional as F
 
-from mtl.data.loader import MultiDomainLoader
+from mtl.data.batches import MultiDomainLoader
 from mtl.models.dropout import batch_dropout
 from mtl.train.distributed import SINGLE, state_checksums, straight_through
 from mtl.util.checkpoint import CheckpointStore

@@ -116,19 +116,20 @@ def test_select_wrapper_reads_one_input_of_several():
 def test_methods_train_a_graph_model(name):
     model = GraphModel(torchmtl_example(), example_input=torch.zeros(2, 16))
     method = build_method(name, 3)
+    adapter = None
     if name == "rotograd":  # RotoGrad needs one representation: a single shared body
         torch.manual_seed(0)
         model = GraphModel([Node("body", Sequential(Linear(16, 8), nn.Tanh())),
                             Node("Task1", Linear(8, 1), "body", MSELoss()),
                             Node("Task2", Linear(8, 1), "body", BCEWithLogitsLoss()),
                             Node("Task3", Linear(8, 1), "body", MSELoss(), "auto")])
-        model.adapter = method.adapt_representation
+        adapter = method.adapt_representation
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     x, y = torch.randn(16, 16), targets(16)
     totals = []
     for _ in range(8):
         optimizer.zero_grad()
-        losses = model.losses(model(x), y)
+        losses = model.losses(model(x, adapter=adapter), y)
         totals.append(sum(float(v.detach()) for v in model.losses(model(x), y, weighted=False)))
         method.backward(losses, model.shared_parts())
         optimizer.step()

@@ -8,9 +8,9 @@ import pytest
 
 from mtl.meta.objectives import DebugObjective
 from mtl.meta.optimizers import create_optimizer
-from mtl.meta.search import run_search
+from mtl.meta.search_loop import run_search
 from mtl.meta.space import Hyperparameter, PartitionBlock, Space
-from mtl.meta.store import Evaluation, ResultsStore
+from mtl.meta.results_store import Evaluation, ResultsStore
 
 pytest.importorskip("nevergrad")
 

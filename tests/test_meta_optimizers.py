@@ -6,7 +6,7 @@ import pytest
 from mtl.meta.objectives import DebugObjective
 from mtl.meta.optimizers import OPTIMIZERS, create_optimizer
 from mtl.meta.space import Hyperparameter, PartitionBlock, Space
-from mtl.meta.store import Evaluation
+from mtl.meta.results_store import Evaluation
 
 SPACE2 = Space((Hyperparameter("x", 0.0, 1.0), Hyperparameter("y", 0.0, 1.0)))
 

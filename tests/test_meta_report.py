@@ -5,9 +5,9 @@ import json
 from mtl.meta.objectives import DebugObjective
 from mtl.meta.optimizers import create_optimizer
 from mtl.meta.report import pareto_front, write_report
-from mtl.meta.search import run_search
+from mtl.meta.search_loop import run_search
 from mtl.meta.space import PartitionBlock, Space
-from mtl.meta.store import Evaluation
+from mtl.meta.results_store import Evaluation
 
 
 def _e(cid, score, resource, status="ok"):

@@ -12,9 +12,9 @@ import pytest
 from mtl.errors import UserError
 from mtl.meta.objectives import DebugObjective
 from mtl.meta.optimizers import create_optimizer
-from mtl.meta.search import run_search
+from mtl.meta.search_loop import run_search
 from mtl.meta.space import Hyperparameter, Space
-from mtl.meta.store import ResultsStore
+from mtl.meta.results_store import ResultsStore
 
 REPO = Path(__file__).resolve().parent.parent
 BUDGET = 32 + 16 * 3  # the init generation + 3 ES generations
@@ -30,7 +30,7 @@ def build():
 """
 CHILD = SETUP + """
 import sys
-from mtl.meta.search import run_search
+from mtl.meta.search_loop import run_search
 optimizer, objective = build()
 run_search(sys.argv[1], optimizer, objective, budget=int(sys.argv[2]))
 """

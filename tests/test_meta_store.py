@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from mtl.meta.store import Evaluation, ResultsStore
+from mtl.meta.results_store import Evaluation, ResultsStore
 
 
 def _evaluation(i: int, **kw) -> Evaluation:

@@ -6,10 +6,11 @@ import pytest
 
 from mtl.meta.objectives import DebugObjective, FlakyObjective
 from mtl.meta.optimizers import create_optimizer
-from mtl.meta.search import run_search
+from mtl.meta.search_loop import run_search
 from mtl.meta.space import Hyperparameter, PartitionBlock, Space
-from mtl.meta.store import ResultsStore
-from mtl.meta.workers import BACKENDS, InProcessPool, LocalProcessPool, WorkerCrashed, make_pool
+from mtl.meta.results_store import ResultsStore
+from mtl.meta.pool import BACKENDS, WorkerCrashed, make_pool
+from mtl.meta.workers import InProcessPool, LocalProcessPool
 
 SPACE = Space((PartitionBlock(("a", "b")), Hyperparameter("lr", 1e-3, 1.0, "log")))
 

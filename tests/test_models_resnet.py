@@ -120,7 +120,7 @@ def test_original_bn_semantics_put_every_task_bn_in_each_optimizer_and_freeze_th
 
 
 def test_original_bn_semantics_decay_other_tasks_bns_in_a_tasks_step():
-    from mtl.train.loop import train_step
+    from mtl.train.task_step import train_step
     from mtl.train.optim import make_sgd
 
     torch.manual_seed(0)

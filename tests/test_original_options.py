@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from mtl.data.loader import MultiDomainLoader
+from mtl.data.batches import MultiDomainLoader
 from mtl.data.sampling import domain_probabilities, load_task_order
 from mtl.models.resnet import ResNet26
-from mtl.train.loop import train_step
+from mtl.train.task_step import train_step
 from mtl.train.optim import make_sgd
 from mtl.util.checkpoint import CheckpointStore
 

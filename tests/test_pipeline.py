@@ -12,7 +12,7 @@ from mtl.errors import UserError
 from mtl.jobs.nested import nested_status, run_nested
 from mtl.config.groups import layered
 from mtl.jobs.toy import ToyOptions
-from mtl.meta.store import ResultsStore
+from mtl.meta.results_store import ResultsStore
 
 
 def _toy(**values):

@@ -90,10 +90,10 @@ def test_a_prepared_read_only_data_folder_is_usable(cli, tmp_path, mini_data_dir
     for folder in (ro / "mini_decathlon", ro):
         folder.chmod(0o555)
     try:
-        from mtl.data.mini import ensure_mini_decathlon
+        from mtl.data.prepare import ensure_embedded
 
         check_data("mini_decathlon", str(ro), ["digits"])
-        assert ensure_mini_decathlon(ro) == ro / "mini_decathlon"
+        assert ensure_embedded("mini_decathlon", ro) == ro / "mini_decathlon"
     finally:
         for folder in (ro, ro / "mini_decathlon"):
             folder.chmod(0o755)

@@ -7,7 +7,7 @@ import signal
 import numpy as np
 import pytest
 
-from mtl.meta.store import ResultsStore
+from mtl.meta.results_store import ResultsStore
 
 # 3 tasks (12 coordinates), init 16 + 8 pairs per generation: generations end at 16, 32, 48, 64.
 ARGS = ["--config", "exp.es_debug", "--task_choice", "0-1-2", "--budget", "64", "--objective_options.noise", "0.05",

@@ -95,11 +95,11 @@ def test_method_option_errors_exit_2_before_the_run_starts(cli, mini_data_dir, a
 def test_naive_default_is_the_original_per_task_loop(cli, mini_data_dir):
     """--mtl_method naive (the default) equals the original loop written out: one task per step, its SGD."""
     from mtl.data.domains import get_dataset
-    from mtl.data.loader import MultiDomainLoader
+    from mtl.data.batches import MultiDomainLoader
     from mtl.jobs.train import EMA_DECAY
     from mtl.jobs.train_options import TrainOptions
     from mtl.jobs.train_setup import build_train_model
-    from mtl.train.loop import train_step
+    from mtl.train.task_step import train_step
     from mtl.train.optim import lr_at, make_sgd, set_lr
     from mtl.util.rng import seed_everything
 
@@ -136,7 +136,8 @@ def test_combined_update_keeps_partition_masks(mini_data_dir):
     from mtl.data.domains import get_dataset
     from mtl.methods import build_method
     from mtl.models import build_model
-    from mtl.train.method_step import MethodNet, TaskBatches, multi_task_step, update_guard
+    from mtl.models.contract import update_guard
+    from mtl.train.method_step import MethodNet, TaskBatches, multi_task_step
     from mtl.train.optim import make_sgd
 
     torch.manual_seed(0)

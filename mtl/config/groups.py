@@ -20,6 +20,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
+from mtl.config.coerce import check_bounds, coerce_value
 from mtl.errors import UserError
 from mtl.registry import unknown_name_message
 
@@ -113,7 +114,6 @@ def canonical(cls: type, values: dict[str, Any], source: str, notes: list[str] |
 
 def group_value(cls: type, name: str, raw: Any, source: str, notes: list[str] | None = None) -> dict:
     """A whole group's value (a mapping, or its YAML / JSON text) in storage form."""
-    from mtl.config.options import coerce_value
 
     value = coerce_value(name, dict, raw, source)
     grp = groups(cls)[name]
@@ -300,7 +300,6 @@ def resolve_groups(opts: Any) -> None:
 
 
 def _resolve_one(opts: Any, name: str, grp: Group, values: Any, item: str | None) -> dict:
-    from mtl.config.options import coerce_value
 
     where = f"--{grp.prefix}" + (f".{item}" if item else "")
     if not isinstance(values, dict):
@@ -330,7 +329,6 @@ def _resolve_stage(opts: Any, grp: Group, values: dict, where: str) -> dict:
     """A stage's job options: applied over its config's to a throwaway options object (typed, checked,
     plug-in groups resolved), nothing built."""
     from mtl.config.loader import load_config
-    from mtl.config.options import apply_values
 
     cls = job_options_cls(grp.job)
     if grp.keys:
@@ -403,3 +401,39 @@ def type_name(typ: Any) -> str:
         return " | ".join("none" if a is type(None) else type_name(a) for a in args)
     name = getattr(typ, "__name__", None) if typing.get_origin(typ) is None else None
     return name or str(typ).replace("typing.", "").replace("collections.abc.", "")
+
+
+def option_fields(cls: type) -> dict[str, dataclasses.Field]:
+    """Name -> Field of an options dataclass, in declaration order."""
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Name -> resolved type annotation of an options dataclass."""
+    return typing.get_type_hints(cls)
+
+
+def apply_values(opts: Any, values: dict[str, Any], source: str, notes: list[str] | None = None) -> None:
+    """Set each value on `opts` (in place): plain options coerced to their type and checked; a whole
+    group replaced, a dotted key set inside its group (typed later by `resolve_groups`)."""
+    cls = type(opts)
+    fields = option_fields(cls)
+    types = field_types(cls)
+    for key, raw in values.items():
+        path, new = storage_path(cls, key, source)
+        if new and notes is not None:
+            notes.append(deprecation_note(key, new))
+        name = path[0]
+        if fields[name].metadata.get("group"):
+            value = group_value(cls, name, raw, source, notes) if len(path) == 1 else \
+                canonical_set(getattr(opts, name), path[1:], raw)
+            setattr(opts, name, value)
+            continue
+        if len(path) > 1:
+            raise UserError(f"{source}: option {name!r} is not a mapping, so {key!r} cannot set a key of it.")
+        value = coerce_value(name, types[name], raw, source)
+        choices = fields[name].metadata.get("choices")
+        if choices and value not in choices:
+            raise UserError(f"{source}: {name} {value!r} is not one of {', '.join(map(str, choices))}.")
+        check_bounds(name, value, fields[name].metadata.get("bounds") or {}, source)
+        setattr(opts, name, value)

@@ -1,24 +1,18 @@
 """Option dataclasses: every job kind declares its options as fields with a default and one line of help.
 
 A field's metadata says whether it may change when a run is continued (`resume_safe`) and, optionally,
-its allowed `choices`. `coerce_value` turns command-line strings and config values into the field's type.
+its allowed `choices`. `coerce_value` (mtl/config/coerce.py) turns command-line strings and config
+values into the field's type; `apply_values` (mtl/config/groups.py) sets them, groups included.
 """
 
 from __future__ import annotations
 
-import collections.abc
 import copy
-import dataclasses
-import json
-import math
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from mtl.config.groups import (Group, canonical_set, deprecation_note, describe_group, group_value,
-                               resolve_groups, storage_path)
+from mtl.config.coerce import check_bounds, coerce_settings, coerce_value  # noqa: F401  (the one coercer)
+from mtl.config.groups import Group, apply_values, describe_group, field_types, option_fields, resolve_groups
 from mtl.config.groups import type_name as groups_type_name
 from mtl.errors import UserError
 
@@ -69,16 +63,6 @@ class RunOptions:
                 raise UserError(f"--{name} must be at least 1 (got {getattr(self, name)}).")
 
 
-def option_fields(cls: type) -> dict[str, dataclasses.Field]:
-    """Name -> Field of an options dataclass, in declaration order."""
-    return {f.name: f for f in dataclasses.fields(cls)}
-
-
-def field_types(cls: type) -> dict[str, Any]:
-    """Name -> resolved type annotation of an options dataclass."""
-    return typing.get_type_hints(cls)
-
-
 def build_options(cls: type, values: dict[str, Any], source: str, notes: list[str] | None = None) -> Any:
     """An instance of `cls` from defaults updated with `values`, each coerced and checked, then validated.
 
@@ -98,162 +82,6 @@ def build_options(cls: type, values: dict[str, Any], source: str, notes: list[st
 def dotted(prefix: str, **values: Any) -> dict[str, Any]:
     """`{prefix}.{key}` -> value, for config modules: ``**dotted("optimizer", delta_size=0.1)``."""
     return {f"{prefix}.{key}": value for key, value in values.items()}
-
-
-def apply_values(opts: Any, values: dict[str, Any], source: str, notes: list[str] | None = None) -> None:
-    """Set each value on `opts` (in place): plain options coerced to their type and checked; a whole
-    group replaced, a dotted key set inside its group (typed later by `resolve_groups`)."""
-    cls = type(opts)
-    fields = option_fields(cls)
-    types = field_types(cls)
-    for key, raw in values.items():
-        path, new = storage_path(cls, key, source)
-        if new and notes is not None:
-            notes.append(deprecation_note(key, new))
-        name = path[0]
-        if fields[name].metadata.get("group"):
-            value = group_value(cls, name, raw, source, notes) if len(path) == 1 else \
-                canonical_set(getattr(opts, name), path[1:], raw)
-            setattr(opts, name, value)
-            continue
-        if len(path) > 1:
-            raise UserError(f"{source}: option {name!r} is not a mapping, so {key!r} cannot set a key of it.")
-        value = coerce_value(name, types[name], raw, source)
-        choices = fields[name].metadata.get("choices")
-        if choices and value not in choices:
-            raise UserError(f"{source}: {name} {value!r} is not one of {', '.join(map(str, choices))}.")
-        check_bounds(name, value, fields[name].metadata.get("bounds") or {}, source)
-        setattr(opts, name, value)
-
-
-_BOUND_TEXT = {"at_least": ">=", "above": ">", "at_most": "<=", "below": "<"}
-
-
-def check_bounds(name: str, value: Any, bounds: dict[str, float], source: str) -> None:
-    """UserError unless the number `value` lies within `bounds` (see `option`)."""
-    if not bounds or not isinstance(value, (int, float)) or isinstance(value, bool):
-        return
-    tests = {"at_least": lambda b: value >= b, "above": lambda b: value > b, "at_most": lambda b: value <= b,
-             "below": lambda b: value < b}
-    if not all(tests[kind](bound) for kind, bound in bounds.items()):
-        rule = " and ".join(f"{_BOUND_TEXT[k]} {v:g}" for k, v in bounds.items())
-        raise UserError(f"{source}: --{name} must be {rule} (got {value!r}).")
-
-
-def _check_finite(name: str, value: Any, source: str) -> Any:
-    """Numbers in dict options must be finite (nested dicts and lists too)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise UserError(f"{source}: --{name}={value!r} is not a finite number.")
-    if isinstance(value, dict):
-        return {k: _check_finite(f"{name}.{k}", v, source) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_check_finite(name, v, source) for v in value]
-    return value
-
-
-def coerce_value(name: str, typ: Any, raw: Any, source: str) -> Any:
-    """`raw` converted to `typ`: the one coercer of every option, plug-in option and stage option.
-
-    Command-line strings are parsed for the type (`"1.5"` -> 1.5, `"on"` -> True, `"a,b"` -> a list);
-    config values must already be of the type, except that an int is a valid float. A float must be
-    finite and is never a bool; a str is never a bool, list or mapping; a bool is one of
-    true/false/yes/no/on/off/1/0. `Any` (or an unknown class) takes the value, parsing strings as YAML.
-    """
-    origin, args = typing.get_origin(typ), typing.get_args(typ)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        inner = [a for a in args if a is not type(None)]
-        if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
-            return None
-        return coerce_value(name, inner[0], raw, source)
-    try:
-        return _coerce(name, typ, origin, args, raw, source)
-    except (TypeError, ValueError):
-        pass
-    type_name = getattr(typ, "__name__", str(typ).replace("typing.", ""))
-    raise UserError(f"{source}: {name}={raw!r} is not a valid {type_name}.")
-
-
-coerce = coerce_value  # the short name
-
-
-def _coerce(name: str, typ: Any, origin: Any, args: tuple, raw: Any, source: str) -> Any:
-    if typ is bool:
-        return _to_bool(raw)
-    if typ is int:
-        return _to_int(raw)
-    if typ is float:
-        value = float(raw) if not isinstance(raw, (bool, list, dict)) else _fail()
-        if not math.isfinite(value):
-            raise UserError(f"{source}: --{name}={raw!r} is not a finite number.")
-        return value
-    if typ is str:
-        return str(raw) if not isinstance(raw, (bool, list, tuple, dict)) else _fail()
-    if origin in (list, tuple, collections.abc.Sequence) or typ in (list, tuple):
-        item = args[0] if args and args[0] is not Ellipsis else Any
-        return [coerce_value(name, item, v, source) for v in _to_list(raw)]
-    if origin in (dict, collections.abc.Mapping) or typ is dict:
-        value = _parse_scalar(raw) if isinstance(raw, str) else raw
-        return _check_finite(name, dict(value), source) if isinstance(value, dict) else _fail()
-    return _check_finite(name, _parse_scalar(raw) if isinstance(raw, str) else raw, source)
-
-
-def _fail() -> Any:
-    raise ValueError
-
-
-def _to_bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, int) and raw in (0, 1):
-        return bool(raw)
-    if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on"):
-        return True
-    if isinstance(raw, str) and raw.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ValueError
-
-
-def _to_int(raw: Any) -> int:
-    if isinstance(raw, bool):
-        raise ValueError
-    if isinstance(raw, float):
-        if not raw.is_integer():
-            raise ValueError
-        return int(raw)
-    return int(raw)
-
-
-def _to_list(raw: Any) -> list:
-    if isinstance(raw, (list, tuple)):
-        return list(raw)
-    if isinstance(raw, str):
-        text = raw.strip()
-        if text.startswith("["):
-            return list(json.loads(text))
-        return [part.strip() for part in text.split(",") if part.strip()] if text else []
-    return [raw]
-
-
-def _parse_scalar(text: str) -> Any:
-    # YAML accepts JSON and plain words, so `--method_options.alpha 1.5` and `{"a": 1}` both parse.
-    # YAML 1.1 reads 1e-3, nan and inf as words: anything float() takes is a number here.
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def coerce_settings(values: dict[str, Any], hints: dict[str, Any], what: str) -> dict[str, Any]:
-    """A dict's entries coerced to the types its consumer declares (`hints`: key -> type) by the one
-    coercer; keys without a declared type pass unchanged (the consumer reports unknown keys)."""
-    return {key: coerce_value(f"{what}.{key}", hints[key], value, "options") if key in hints else value
-            for key, value in values.items()}
 
 
 def describe_options(opts: Any) -> list[tuple[str, str, Any, str, bool]]:

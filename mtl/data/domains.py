@@ -1,4 +1,4 @@
-"""Fixed domain order, class counts and per-domain flags of the datasets mtl knows.
+"""The datasets mtl knows (the decathlon and the generated ones): domain order, class counts, per-domain flags.
 
 The task order is the original system's (``--task_choice`` indexes into it); the devkit code of a
 domain is its alphabetical position (1-based), which the annotation ids encode as code * 10**7 + k.
@@ -6,49 +6,11 @@ domain is its alphabetical position (1-based), which the annotation ids encode a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class DomainSpec:
-    """One domain of a dataset.
-
-    Attributes:
-        name: directory / annotation-file name (e.g. "cifar100").
-        code: devkit code: category ids are code * 10**7 + k, k = 1..num_classes.
-        num_classes: number of categories.
-        flip_safe: whether a horizontal flip keeps the label (False for signs, digits, glyphs).
-        baseline_acc: accuracy (%) of the reference fine-tuned ResNet-26 (decathlon score: 250 pts).
-        proxy_reference: accuracy fraction the distillation proxy divides by (original `task_high`).
-        family: the task family (datasets built with a known sharing structure, mtl/data/families.py);
-            "" when the dataset states none.
-    """
-
-    name: str
-    code: int
-    num_classes: int
-    flip_safe: bool = True
-    baseline_acc: float = 50.0
-    proxy_reference: float = 1.0
-    family: str = ""
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A dataset: its domains in task order."""
-
-    name: str
-    domains: tuple[DomainSpec, ...]
-
-    @property
-    def names(self) -> list[str]:
-        return [d.name for d in self.domains]
-
-    def domain(self, name: str) -> DomainSpec:
-        for d in self.domains:
-            if d.name == name:
-                return d
-        raise KeyError(f"{self.name} has no domain {name!r} (domains: {', '.join(self.names)})")
+from mtl.data.embedded import EmbeddedDataset
+from mtl.data.families import FAMILIES, FAMILIES_PLAIN
+from mtl.data.mini import MINI
+from mtl.data.specs import DatasetSpec, DomainSpec
+from mtl.errors import UserError
 
 
 DECATHLON = DatasetSpec(
@@ -67,29 +29,24 @@ DECATHLON = DatasetSpec(
     ),
 )
 
-DATASETS: dict[str, DatasetSpec] = {"decathlon": DECATHLON}
+# The generated datasets (mtl/data/embedded.py): their generators, by name.
+EMBEDDED: dict[str, EmbeddedDataset] = {d.name: d for d in (MINI, FAMILIES, *FAMILIES_PLAIN)}
+DATASETS: dict[str, DatasetSpec] = {"decathlon": DECATHLON, **{name: d.spec for name, d in EMBEDDED.items()}}
 DATASET_CHOICES = ("decathlon", "mini_decathlon", "mini_families", "mini_families_plain", "mini_families_plain_90",
                    "mini_families_plain_60")  # the option choices of every job
-
-
-def register_dataset(spec: DatasetSpec) -> DatasetSpec:
-    """Add a dataset spec (e.g. the mini-decathlon) to the table `get_dataset` reads."""
-    DATASETS[spec.name] = spec
-    return spec
+assert set(DATASET_CHOICES) == set(DATASETS), "every dataset is a choice of the jobs' --dataset"
 
 
 def get_dataset(name: str) -> DatasetSpec:
     """The spec of a known dataset; ValueError listing the choices otherwise."""
-    _load_builtin_specs()
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r} (choices: {', '.join(sorted(DATASETS))})")
     return DATASETS[name]
 
 
-def _load_builtin_specs() -> None:
-    # The embedded datasets' modules register their own specs; importing them here keeps one source of truth.
-    import mtl.data.families  # noqa: F401
-    import mtl.data.mini  # noqa: F401
+def get_embedded(name: str) -> EmbeddedDataset | None:
+    """The generator of an embedded dataset, None for a dataset that must be downloaded (the decathlon)."""
+    return EMBEDDED.get(name)
 
 
 def parse_task_choice(choice: str, spec: DatasetSpec) -> list[str]:
@@ -140,8 +97,6 @@ def task_families(dataset: str, tasks: list[str]) -> list[str]:
 
 def choose_tasks(dataset: str, task_choice: str) -> list[str]:
     """Domain names chosen by a job's --task_choice; UserError (with the dataset named) when bad."""
-    from mtl.errors import UserError
-
     try:
         return parse_task_choice(task_choice, get_dataset(dataset))
     except ValueError as err:

@@ -3,26 +3,24 @@
 An `EmbeddedDataset` writes ``root/annotations/<domain>_{train,val,test_stripped,test}.json`` and
 ``root/data/<domain>/<split>/NNNNNNN.jpg`` exactly as the devkit does (same JSON keys, id encoding
 code*10^7 + k, JPEGs with shorter side 72), so the real reader and preparation always run on them.
-`ensure_embedded(name, data_root)` builds and prepares one under ``data_root/<name>`` when missing.
 The datasets themselves: mtl/data/mini.py (the mini-decathlon) and mtl/data/families.py (task families
-with a known best partition).
+with a known best partition), listed by name in mtl/data/domains.py; `ensure_embedded(name, data_root)`
+(mtl/data/prepare.py) builds and prepares one under ``data_root/<name>`` when missing.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 from PIL import Image
 
 from mtl.data.devkit import ID_BASE
-from mtl.data.domains import DatasetSpec, DomainSpec, register_dataset
+from mtl.data.specs import DatasetSpec, DomainSpec
 from mtl.util.atomic import atomic_write_bytes, atomic_write_json
 
 SPLIT_FRACTIONS = (0.6, 0.2)  # default train, val; test = the rest
@@ -90,55 +88,6 @@ class EmbeddedDataset:
                    "domains": [d.spec.name for d in self.domains]}
         atomic_write_json(root / self.marker, summary)
         return root
-
-
-EMBEDDED: dict[str, EmbeddedDataset] = {}
-
-
-def register_embedded(dataset: EmbeddedDataset) -> EmbeddedDataset:
-    """Register the dataset's spec (for get_dataset) and its generator (for ensure_embedded / prepare)."""
-    register_dataset(dataset.spec)
-    EMBEDDED[dataset.name] = dataset
-    return dataset
-
-
-def get_embedded(name: str) -> EmbeddedDataset | None:
-    """The generator of an embedded dataset, None for a dataset that must be downloaded (the decathlon)."""
-    import mtl.data.families  # noqa: F401  (each module registers its own dataset)
-    import mtl.data.mini  # noqa: F401
-
-    return EMBEDDED.get(name)
-
-
-def ensure_embedded(name: str, data_root: str | Path = "data", *, progress: bool = False) -> Path:
-    """``data_root/<name>``, generated and prepared to HDF5 first if missing (fast when present)."""
-    from mtl.data.prepare import prepare_dataset
-    from mtl.data.store import domain_file_path, is_complete
-
-    dataset = get_embedded(name)
-    root = Path(data_root) / name
-
-    def ready() -> bool:
-        return dataset.has_devkit(root) and all(is_complete(domain_file_path(root, d.spec.name))
-                                                for d in dataset.domains)
-
-    if ready():  # no lock needed to read a finished folder (which may be read-only)
-        return root
-    root.mkdir(parents=True, exist_ok=True)
-    with _lock(root / ".lock"):
-        if not ready():
-            prepare_dataset(name, root, progress=progress)
-    return root
-
-
-@contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------- one domain

@@ -22,8 +22,8 @@ Splits: 30% train, 50% validation (a large validation set keeps the comparison's
 from __future__ import annotations
 
 from mtl.data import families_render as R
-from mtl.data.domains import DomainSpec
-from mtl.data.embedded import EmbeddedDataset, EmbeddedDomain, register_embedded
+from mtl.data.embedded import EmbeddedDataset, EmbeddedDomain
+from mtl.data.specs import DomainSpec
 
 GENERATOR_VERSION = 1
 SEED = 20261201
@@ -40,9 +40,8 @@ FAMILY_DOMAINS = (
     EmbeddedDomain(DomainSpec("photo_details", 3, 10, True, 70.0, 0.85, "photos"), R.PHOTOS, 60,
                    R.render_photo_detail),
 )
-FAMILIES = register_embedded(EmbeddedDataset("mini_families", FAMILY_DOMAINS, GENERATOR_VERSION, SEED,
-                                             "task families", split_fractions=(0.3, 0.5)))
-
+FAMILIES = EmbeddedDataset("mini_families", FAMILY_DOMAINS, GENERATOR_VERSION, SEED, "task families",
+                           split_fractions=(0.3, 0.5))
 
 # Variants tried while looking for a design whose oracle wins (README, "The design check"): each
 # family's own images only (no digit over the photos, no photo behind the digits), with 180, 90 or 60
@@ -51,6 +50,6 @@ PLAIN_RENDERERS = (R.render_optdigit_plain, R.render_photo_plain, R.render_mnist
 PLAIN_DOMAINS = tuple(EmbeddedDomain(d.spec, d.class_names, d.per_class, render, d.source_labels)
                       for d, render in zip(FAMILY_DOMAINS, PLAIN_RENDERERS))
 PLAIN_VARIANTS = {"mini_families_plain": 0.3, "mini_families_plain_90": 0.15, "mini_families_plain_60": 0.1}
-for _name, _train in PLAIN_VARIANTS.items():
-    register_embedded(EmbeddedDataset(_name, PLAIN_DOMAINS, GENERATOR_VERSION, SEED,
-                                      "task families, each family's own images", split_fractions=(_train, 0.5)))
+FAMILIES_PLAIN = tuple(EmbeddedDataset(name, PLAIN_DOMAINS, GENERATOR_VERSION, SEED,
+                                       "task families, each family's own images", split_fractions=(train, 0.5))
+                       for name, train in PLAIN_VARIANTS.items())

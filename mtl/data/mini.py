@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from mtl.data import mini_render as R
-from mtl.data.domains import DomainSpec
-from mtl.data.embedded import EmbeddedDataset, EmbeddedDomain, ensure_embedded, register_embedded
+from mtl.data.embedded import EmbeddedDataset, EmbeddedDomain
 from mtl.data.mini_render import load_digits_data
+from mtl.data.specs import DomainSpec
 
 GENERATOR_VERSION = 1
 SEED = 20240501
@@ -37,7 +37,7 @@ MINI_DOMAINS = (
     MiniDomain(DomainSpec("textures", 6, 12, True, 65.0, 0.85), R.TEXTURES, 40, R.render_texture),
     MiniDomain(DomainSpec("symmetry", 5, 2, True, 50.0, 0.80), R.SYMMETRY, 200, R.render_symmetry),
 )
-MINI = register_embedded(EmbeddedDataset("mini_decathlon", MINI_DOMAINS, GENERATOR_VERSION, SEED, "mini-decathlon"))
+MINI = EmbeddedDataset("mini_decathlon", MINI_DOMAINS, GENERATOR_VERSION, SEED, "mini-decathlon")
 MARKER = MINI.marker
 MINI_DECATHLON = MINI.spec
 
@@ -51,7 +51,3 @@ def generate_mini_decathlon(root: str | Path) -> Path:
     """Write the mini-decathlon devkit under `root` (replacing a partial one); returns `root`."""
     return MINI.generate(root)
 
-
-def ensure_mini_decathlon(data_root: str | Path = "data", *, progress: bool = False) -> Path:
-    """``data_root/mini_decathlon``, generated and prepared to HDF5 first if missing (fast when present)."""
-    return ensure_embedded("mini_decathlon", data_root, progress=progress)

@@ -9,18 +9,21 @@ mtl.data.prepare decathlon --data_dir data``); data_dir is the root holding ``<d
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import h5py
 import numpy as np
 
 from mtl.data.devkit import ID_BASE, SPLITS, SplitAnnotations, read_domain
-from mtl.data.domains import DATASET_CHOICES, DatasetSpec, get_dataset
+from mtl.data.domains import DATASET_CHOICES, get_dataset, get_embedded
+from mtl.data.specs import DatasetSpec
 from mtl.data.images import STORED_RES, Decoder
 from mtl.data.store import FORMAT_VERSION, domain_file_path, is_complete
 from mtl.errors import UserError
@@ -59,8 +62,6 @@ def prepare_dataset(
         UserError: missing folder / annotation file / image, corrupt image, or inconsistent counts.
     """
     data_dir = Path(data_dir)
-    from mtl.data.embedded import get_embedded
-
     embedded = get_embedded(name)
     if embedded is not None and not embedded.has_devkit(data_dir):
         embedded.generate(data_dir)
@@ -294,6 +295,49 @@ def _crash_hook(count: int) -> None:
 # ----------------------------------------------------------------------------- command line
 
 
+def ensure_embedded(name: str, data_root: str | Path = "data", *, progress: bool = False) -> Path:
+    """``data_root/<name>``, generated and prepared to HDF5 first if missing (fast when present)."""
+    dataset = get_embedded(name)
+    root = Path(data_root) / name
+
+    def ready() -> bool:
+        return dataset.has_devkit(root) and all(is_complete(domain_file_path(root, d.spec.name))
+                                                for d in dataset.domains)
+
+    if ready():  # no lock needed to read a finished folder (which may be read-only)
+        return root
+    root.mkdir(parents=True, exist_ok=True)
+    with _lock(root / ".lock"):
+        if not ready():
+            prepare_dataset(name, root, progress=progress)
+    return root
+
+
+@contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prepare_command(name: str, data_dir: str, skip_bad: bool, workers: int | None, domains: str | None = None) -> int:
+    """Convert data_dir/<name>/ to HDF5 (generating the mini-decathlon first when asked for it): the
+    comma list `domains`, or every domain whose annotations are present."""
+    folder = Path(data_dir) / name
+    chosen = [d.strip() for d in domains.split(",") if d.strip()] if domains else None
+    report = prepare_dataset(name, folder, skip_bad=skip_bad, workers=workers, domains=chosen)
+    for domain in report.get("not_present", []):
+        sys.stdout.write(f"  {domain:<16} skipped: its annotations are not in {folder / 'annotations'}\n")
+    for domain, entry in report["domains"].items():
+        sys.stdout.write(f"  {domain:<16} {entry.get('status', '')}\n")
+    sys.stdout.write(f"prepared {name} in {folder} (report: {folder / REPORT_NAME}; "
+                     f"{report['skipped_total']} image(s) skipped)\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mtl.data.prepare", description=__doc__.splitlines()[0])
     parser.add_argument("dataset", choices=list(DATASET_CHOICES))
@@ -303,8 +347,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--domains", default=None, help="comma-separated subset of domains (default: every "
                         "domain whose annotations are present)")
     args = parser.parse_args(argv)
-    from mtl.commands import prepare_command
-
     try:
         return prepare_command(args.dataset, args.data_dir, args.skip_bad, args.workers, args.domains)
     except UserError as exc:

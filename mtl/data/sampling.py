@@ -13,15 +13,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from mtl.util.rng import derive_seed
+
 POLICIES = ("uniform", "proportional", "train_accuracy", "fixed")
 CURRICULUM_OFFSET = 0.15  # original: p ∝ (1 - acc + 0.15) ** (1 / 0.3), favouring tasks still badly fit
 CURRICULUM_TEMPERATURE = 0.3
-
-
-def derive_seed(*values: int) -> int:
-    """A 63-bit seed mixing integers (numpy SeedSequence: well spread, stable across platforms)."""
-    state = np.random.SeedSequence([int(v) & 0xFFFFFFFFFFFFFFFF for v in values]).generate_state(2, np.uint32)
-    return int(state[0]) << 31 ^ int(state[1])
 
 
 def generator_for(*values: int) -> torch.Generator:

@@ -215,7 +215,8 @@ class FeatureCache:
 
 def data_folder(dataset: str, data_dir: str | Path, tasks: list[str]) -> Path:
     """data_dir/<dataset>: an embedded dataset is built when missing, the decathlon must be prepared."""
-    from mtl.data.embedded import ensure_embedded, get_embedded
+    from mtl.data.domains import get_embedded
+    from mtl.data.prepare import ensure_embedded
 
     if get_embedded(dataset) is not None:
         return ensure_embedded(dataset, data_dir)

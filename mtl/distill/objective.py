@@ -23,7 +23,7 @@ from mtl.errors import UserError
 from mtl.meta.objectives import OBJECTIVES
 from mtl.meta.partition import candidate_partition
 from mtl.meta.space import Space
-from mtl.meta.workers import current_device
+from mtl.meta.pool import current_device
 
 CACHE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 

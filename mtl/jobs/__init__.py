@@ -6,16 +6,13 @@ Job modules are imported lazily by `get_job` so `main.py --help` stays fast.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from mtl.registry import Registry
 
-JOBS = Registry("job kind")
-
-# Module that registers each job kind; imported on first use.
-_JOB_MODULES = {
+# The module that registers each job kind; imported on first use.
+JOBS = Registry("job kind", modules={
     "toy": "mtl.jobs.toy",
     "train": "mtl.jobs.train",
     "distill": "mtl.jobs.distill",
@@ -23,7 +20,7 @@ _JOB_MODULES = {
     "methods_benchmark": "mtl.jobs.methods_benchmark",
     "search": "mtl.jobs.search",
     "pipeline": "mtl.jobs.pipeline",
-}
+})
 
 
 @dataclass(frozen=True)
@@ -49,17 +46,8 @@ def register_job(name: str, options_cls: type, higher_is_better: bool = True):
 
 def get_job(name: str) -> Job:
     """The job kind `name`, importing its module when needed; KeyError listing the choices."""
-    module = _JOB_MODULES.get(name)
-    if module is not None and name not in JOBS:
-        importlib.import_module(module)
-    return JOBS.get(name) if name in JOBS else _unknown(name)
+    return JOBS.get(name)
 
 
 def job_names() -> list[str]:
-    return sorted(_JOB_MODULES)
-
-
-def _unknown(name: str) -> Job:
-    from mtl.registry import unknown_name_message
-
-    raise KeyError(unknown_name_message("job kind", name, _JOB_MODULES))
+    return JOBS.available()

@@ -41,7 +41,7 @@ from mtl.jobs.pipeline_table import SEARCHED, build_table, render_table, teacher
 from mtl.jobs.stage_pool import Stage, run_stages
 from mtl.meta.objectives import get_objective
 from mtl.meta.partition import Partition, load_partition, preset, rescoring_params, save_partition
-from mtl.meta.store import ResultsStore
+from mtl.meta.results_store import ResultsStore
 from mtl.meta.structure import family_overlap
 from mtl.models.resnet import STAGE_WIDTHS
 from mtl.util.atomic import atomic_write_json

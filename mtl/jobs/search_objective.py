@@ -20,11 +20,11 @@ from mtl.config.loader import load_config
 from mtl.config.options import build_options, option_fields
 from mtl.errors import UserError
 from mtl.jobs.nested import run_nested
-from mtl.jobs.objectives import trial_slug
+from mtl.jobs.train_objective import trial_slug
 from mtl.meta.objectives import OBJECTIVES
 from mtl.meta.space import Space
-from mtl.meta.store import ResultsStore
-from mtl.meta.workers import current_device
+from mtl.meta.results_store import ResultsStore
+from mtl.meta.pool import current_device
 
 
 @OBJECTIVES.register("search")

@@ -69,7 +69,7 @@ class SearchOptions(RunOptions):
             raise UserError("--nevergrad_population must be at least 1 and --nevergrad_budget not negative.")
         if not 0.0 <= self.restrict_amt <= 1.0:
             raise UserError(f"--restrict_amt must be in [0, 1] (got {self.restrict_amt}).")
-        from mtl.jobs.search import build_optimizer, check_objective_name, check_objective_options
+        from mtl.jobs.search_setup import build_optimizer, check_objective_name, check_objective_options
 
         check_objective_name(self.objective)
         check_objective_options(self)
@@ -83,6 +83,6 @@ class SearchOptions(RunOptions):
 
     def build_space(self):
         """The declared search space: the tasks' partition block and/or the hyperparameter ranges."""
-        from mtl.jobs.search import build_space
+        from mtl.jobs.search_setup import build_space
 
         return build_space(self)

@@ -23,7 +23,8 @@ import torch
 from mtl.errors import UserError
 from mtl.jobs.nested import run_nested
 from mtl.meta.optimizers.base import Candidate
-from mtl.meta.workers import EvaluationError, LocalProcessPool
+from mtl.meta.pool import EvaluationError
+from mtl.meta.workers import LocalProcessPool
 from mtl.util.signals import Interrupted, OrphanAwareStopFlag, StopFlag
 
 

@@ -22,13 +22,15 @@ from mtl.jobs.context import JobContext
 from mtl.jobs.train_options import TrainOptions
 from mtl.jobs.train_setup import build_train_model, dataset_folder, init_from_run
 from mtl.methods import build_method
+from mtl.models.resnet import ResNet26
 from mtl.models.resources import format_resources, task_resources
 from mtl.train.distributed import check_same_state
 from mtl.train.divergence import DivergenceGuard
-from mtl.train.loop import evaluate, precision
+from mtl.train.evaluate import evaluate
 from mtl.train.method_step import make_steps
 from mtl.train.metrics import decathlon_score
 from mtl.train.optim import lr_at
+from mtl.train.task_step import precision
 from mtl.util.atomic import atomic_write_json
 from mtl.util.faults import maybe_inject_fault
 from mtl.util.memory import peak_memory, reset_peak
@@ -47,7 +49,7 @@ def run_train(ctx: JobContext) -> dict:
     model = build_train_model(opts, [spec.domain(t) for t in tasks]).to(ctx.device)
     if opts.sync_bn and ctx.dist.active:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    resources = task_resources(model, opts.input_res) if hasattr(model, "conv_masks") else {}
+    resources = task_resources(model, opts.input_res) if isinstance(model, ResNet26) else {}  # convs to count
     log.info("tasks: %s\n%s", ", ".join(tasks), format_resources(resources) if resources else
              f"graph model: {sum(p.numel() for p in model.parameters())} parameters")
     method = build_method(opts.mtl_method, len(tasks), opts.method_options).to(ctx.device)
@@ -197,8 +199,7 @@ def _restore(saved, model, steps, method, state) -> None:
     model.load_state_dict(saved["model"])
     for key, optimizer in steps.optimizers.items():
         optimizer.load_state_dict(saved["optimizers"][key])
-    if hasattr(steps, "after_restore"):
-        steps.after_restore()
+    steps.after_restore()
     steps.loader.load_state_dict(saved["loader"])
     if steps.scaler is not None:
         steps.scaler.load_state_dict(saved["scaler"])

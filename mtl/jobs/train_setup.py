@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from mtl.data.domains import DomainSpec
+from mtl.data.specs import DomainSpec
 from mtl.data.store import domain_file_path, is_complete
 from mtl.errors import UserError
 from mtl.jobs.train_options import TrainOptions
@@ -17,7 +17,8 @@ from mtl.util.checkpoint import CheckpointStore
 
 def dataset_folder(opts: TrainOptions) -> Path:
     """data_dir/<dataset>, with an embedded dataset built when missing and the decathlon checked."""
-    from mtl.data.embedded import ensure_embedded, get_embedded
+    from mtl.data.domains import get_embedded
+    from mtl.data.prepare import ensure_embedded
 
     if get_embedded(opts.dataset) is not None:
         return ensure_embedded(opts.dataset, opts.data_dir)

@@ -4,7 +4,7 @@ Here only the test objectives live (no training): `DebugObjective` (a known opti
 noise — the original's worker_mode=debug, reference/original-system.md §3.4) and `FlakyObjective`,
 a fault injector for testing retries (killing the search itself: MTL_FAULT=KILL@search_record=K).
 Objectives that train register themselves from their own modules, imported on first use by
-`get_objective`: "proxy" (mtl/distill, the distillation proxy), "train" (mtl/jobs/objectives.py,
+`get_objective`: "proxy" (mtl/distill/objective.py, the distillation proxy), "train" (mtl/jobs/train_objective.py,
 a full training run per candidate) and "search" (mtl/jobs/search_objective.py, a search run per
 candidate). A class may also be an objective with `evaluate_batch(params_list,
 seeds)`: the in-process and local pools then hand it whole populations.
@@ -15,7 +15,6 @@ per-task channel fraction) and optionally `resource_per_task` ({task: float}).
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,21 +25,19 @@ import numpy as np
 from mtl.meta.space import Space
 from mtl.registry import Registry
 
-OBJECTIVES = Registry("objective")
-
-# Objectives registered by modules outside mtl.meta, imported on first use (like mtl.jobs._JOB_MODULES).
-_OBJECTIVE_MODULES = {
-    "proxy": "mtl.distill.proxy",
-    "train": "mtl.jobs.objectives",
+# Objectives registered by modules outside mtl.meta, imported on first use (like mtl.jobs.JOBS).
+OBJECTIVES = Registry("objective", modules={
+    "proxy": "mtl.distill.objective",
+    "train": "mtl.jobs.train_objective",
     "search": "mtl.jobs.search_objective",
-}
+})
 
 Objective = Callable[[dict, int], dict]
 
 
 def objective_names() -> list[str]:
     """Every objective name: registered ones and those whose module is imported on first use."""
-    return sorted(set(OBJECTIVES.available()) | set(_OBJECTIVE_MODULES))
+    return OBJECTIVES.available()
 
 
 def get_objective(name: str) -> Any:
@@ -50,9 +47,6 @@ def get_objective(name: str) -> Any:
         KeyError: unknown name (the message lists the choices).
         ImportError: the objective's module is not available (e.g. not installed yet).
     """
-    module = _OBJECTIVE_MODULES.get(name)
-    if module is not None and name not in OBJECTIVES:
-        importlib.import_module(module)
     return OBJECTIVES.get(name)
 
 

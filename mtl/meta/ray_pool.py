@@ -28,7 +28,7 @@ from ray.exceptions import RayActorError
 
 from mtl.meta.optimizers.base import Candidate
 from mtl.meta.ray_cluster import connect_ray, start_local_ray, stop_local_ray
-from mtl.meta.workers import DEVICE_ENV, EvaluationError, QueuedPool, WorkerCrashed, evaluate_share
+from mtl.meta.pool import BACKENDS, DEVICE_ENV, EvaluationError, QueuedPool, WorkerCrashed, evaluate_share
 
 MAX_CRASHES = 3  # actors a candidate's share may take down before it is failed
 
@@ -57,6 +57,7 @@ class _Slot:
     job: list[tuple[Future, Candidate]] | None = None
 
 
+@BACKENDS.register("ray")
 class RayPool(QueuedPool):
     """Evaluations on Ray actors. Uses the running Ray session if any, else `address`, else a local cluster.
 

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mtl.meta.partition import Partition
-from mtl.meta.store import Evaluation, ResultsStore
+from mtl.meta.results_store import Evaluation, ResultsStore
 from mtl.meta.structure import DEFAULT_CHANNELS, realised_fractions
 
 

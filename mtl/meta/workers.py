@@ -1,10 +1,6 @@
-"""Worker pools that evaluate candidates: in-process, local processes (one per GPU) and Ray.
+"""Worker pools that evaluate candidates in-process and in local processes (one per GPU).
 
-Protocol (`WorkerPool`): `submit(candidate) -> concurrent.futures.Future` of a dict
-{"result": <objective's dict>, "worker": str, "duration": float}; `as_completed(futures)` yields
-futures as they finish (and drives the in-process and local pools: work starts when it is awaited);
-`close()`. A failed evaluation is a future holding an exception (`EvaluationError`, `WorkerCrashed`,
-or Ray's errors) — retrying and recording are the search loop's job, not the pool's.
+The protocol they implement and `make_pool` are in mtl/meta/pool.py; the Ray pool in mtl/meta/ray_pool.py.
 """
 
 from __future__ import annotations
@@ -21,53 +17,11 @@ import traceback
 from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing import connection, get_context
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator
 
 from mtl.meta.optimizers.base import Candidate
-from mtl.registry import Registry
-
-BACKENDS = Registry("worker backend")
-
-DEVICE_ENV = "MTL_DEVICE"  # where a worker's objective should run ("cpu", "cuda:0")
-
-
-class EvaluationError(Exception):
-    """An objective raised; the message carries the worker's traceback."""
-
-
-class WorkerCrashed(EvaluationError):
-    """The worker process died while evaluating (segfault, OOM kill, os._exit)."""
-
-
-class WorkerPool(Protocol):
-    def submit(self, candidate: Candidate) -> Future: ...
-
-    def as_completed(self, futures: Iterable[Future]) -> Iterator[Future]: ...
-
-    def close(self) -> None: ...
-
-
-def run_candidate(objective, candidate: Candidate, worker: str) -> dict:
-    """Evaluate one candidate (runs inside the worker)."""
-    start = time.perf_counter()
-    result = objective(copy.deepcopy(candidate.params), candidate.seed)
-    return {"result": result, "worker": worker, "duration": time.perf_counter() - start}
-
-
-def current_device() -> str:
-    """The device a worker was given ("cpu", "cuda:0"); "cpu" outside a pool."""
-    return os.environ.get(DEVICE_ENV, "cpu")
-
-
-class PoolBase:
-    """Context-manager support: `with make_pool(...) as pool:` closes the pool."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
+from mtl.meta.pool import (BACKENDS, DEVICE_ENV, EvaluationError, PoolBase, QueuedPool, WorkerCrashed,
+                           evaluate_share, run_candidate)
 
 # -- in-process -----------------------------------------------------------------------------
 
@@ -139,27 +93,6 @@ class _Slot:
     process: Any = None
     conn: Any = None
     job: list[tuple[Future, Candidate]] | None = None  # the candidates the worker is evaluating
-
-
-class QueuedPool(PoolBase):
-    """A pool that queues submitted candidates (`self._queue`) and hands them out while waiting for
-    results: subclasses implement `_dispatch` (start queued work on idle slots) and `_wait`."""
-
-    def submit(self, candidate: Candidate) -> Future:
-        future: Future = Future()
-        self._queue.append((future, candidate))
-        return future
-
-    def as_completed(self, futures: Iterable[Future]) -> Iterator[Future]:
-        remaining = list(futures)
-        while remaining:
-            done = [f for f in remaining if f.done()]
-            for future in done:
-                remaining.remove(future)
-                yield future
-            if remaining:
-                self._dispatch()
-                self._wait()
 
 
 @BACKENDS.register("local")
@@ -340,44 +273,3 @@ def _worker_main(conn, device: str, threads: int, payload: bytes) -> None:
             conn.send([("error", load_error)] * len(candidates))
         else:
             conn.send(evaluate_share(objective, candidates, worker))
-
-
-def evaluate_share(objective, candidates: list[Candidate], worker: str) -> list[tuple[str, Any]]:
-    """A worker's share of a generation: one `evaluate_batch` call for a population objective, else one
-    candidate at a time; ("ok", outcome) or ("error", traceback) per candidate, in order."""
-    if len(candidates) > 1 and hasattr(objective, "evaluate_batch"):
-        return _run_batch(objective, candidates, worker)
-    return [_run_one(objective, candidate, worker) for candidate in candidates]
-
-
-def _run_one(objective, candidate: Candidate, worker: str) -> tuple[str, Any]:
-    try:
-        return "ok", run_candidate(objective, candidate, worker)
-    except Exception:
-        return "error", traceback.format_exc()
-
-
-def _run_batch(objective, candidates: list[Candidate], worker: str) -> list[tuple[str, Any]]:
-    """One `evaluate_batch` call for all candidates; its time is shared out evenly."""
-    start = time.perf_counter()
-    try:
-        results = objective.evaluate_batch([copy.deepcopy(c.params) for c in candidates], [c.seed for c in candidates])
-        if len(results) != len(candidates):
-            raise ValueError(f"evaluate_batch returned {len(results)} results for {len(candidates)} candidates")
-    except Exception:
-        return [("error", traceback.format_exc())] * len(candidates)
-    share = (time.perf_counter() - start) / len(candidates)
-    return [("ok", {"result": r, "worker": worker, "duration": share}) for r in results]
-
-
-@BACKENDS.register("ray")
-def _ray_pool(objective, **options) -> WorkerPool:
-    """RayPool (mtl/meta/ray_pool.py), imported only when asked for: `ray` is an optional dependency."""
-    from mtl.meta.ray_pool import RayPool
-
-    return RayPool(objective, **options)
-
-
-def make_pool(backend: str, objective, **options) -> WorkerPool:
-    """Build a registered pool: "inprocess", "local" or "ray"."""
-    return BACKENDS.get(backend)(objective, **options)

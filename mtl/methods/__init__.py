@@ -9,10 +9,7 @@ from importlib import import_module
 from mtl.methods.base import (METHODS, Method, SharedParts, StepInfo, build_method,
                               options_from_dict)
 
-_MODULES = ("naive", "sum", "mean", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "mgda", "pcgrad",
-            "cagrad", "imtl_g", "nash_mtl", "upgrad", "graddrop", "aligned_mtl", "rotograd")
-
-for _name in _MODULES:
-    import_module(f"{__name__}.{_name}")
+for _module in dict.fromkeys(METHODS.modules.values()):  # registers every method, in the registry's order
+    import_module(_module)
 
 __all__ = ["METHODS", "Method", "SharedParts", "StepInfo", "build_method", "options_from_dict"]

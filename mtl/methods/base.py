@@ -35,8 +35,8 @@ Contract:
 * ``state_dict()`` / ``load_state_dict()`` hold everything needed for an exact resume (parameters,
   the method's optimizer state, counters, loss history, random-generator state as a uint8 tensor);
   it loads with ``torch.load(weights_only=True)``. Load it before the first ``backward``.
-* ``naive`` is the exception: ``uses_task_optimizers`` is True and the loop calls
-  ``method.step_task_optimizers(losses, parts, task_optimizers)`` instead of ``backward`` + step.
+* ``naive`` is the exception: ``uses_task_optimizers`` is True, and the train job steps one task
+  at a time with that task's own optimizer (``NaiveSteps``, mtl/train/method_step.py), never ``backward``.
 * A model that supports representation-transforming methods (RotoGrad) feeds head k with
   ``method.adapt_representation(z, k)`` instead of ``z`` (identity for every other method).
 """
@@ -54,7 +54,17 @@ from mtl.errors import UserError
 from mtl.methods.options import check_choice, check_positive, options_from_dict  # noqa: F401 (re-exported)
 from mtl.registry import Registry
 
-METHODS = Registry("mtl_method")
+# The module that registers each method (imported on first use; `import mtl.methods` imports them all).
+METHODS = Registry("mtl_method", modules={
+    "naive": "mtl.methods.naive", "sum": "mtl.methods.sum", "mean": "mtl.methods.mean",
+    "uncertainty": "mtl.methods.uncertainty", "dwa": "mtl.methods.dwa", "rlw": "mtl.methods.rlw",
+    "famo": "mtl.methods.famo", "gradnorm": "mtl.methods.gradnorm", "mgda": "mtl.methods.mgda",
+    "mgda_ub": "mtl.methods.mgda", "pcgrad": "mtl.methods.pcgrad", "cagrad": "mtl.methods.cagrad",
+    "imtl_g": "mtl.methods.imtl_g", "nash_mtl": "mtl.methods.nash_mtl", "upgrad": "mtl.methods.upgrad",
+    "graddrop": "mtl.methods.graddrop", "aligned_mtl": "mtl.methods.aligned_mtl",
+    "rotograd": "mtl.methods.rotograd", "rotate_only": "mtl.methods.rotograd",
+    "rotograd_norm": "mtl.methods.rotograd",
+})
 
 SOURCES = ("shared", "last_shared", "representation")
 HEADS = ("unweighted", "weighted")
@@ -301,8 +311,6 @@ def seeded_generator(seed: int) -> torch.Generator:
 # ---- registry --------------------------------------------------------------------------------
 def build_method(name: str, num_tasks: int, options: Mapping[str, Any] | Any | None = None) -> Method:
     """The registered method `name` for `num_tasks` tasks with `options` (dict or options dataclass)."""
-    from mtl import methods as _  # noqa: F401  (registers every method)
-
     try:
         cls = METHODS.get(name)
     except KeyError as err:

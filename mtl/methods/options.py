@@ -6,7 +6,7 @@ import dataclasses
 import typing
 from typing import Any, Mapping, Sequence
 
-from mtl.config.options import coerce_value
+from mtl.config.coerce import coerce_value
 from mtl.errors import UserError
 from mtl.registry import unknown_name_message
 
@@ -26,7 +26,7 @@ def check_positive(option: str, value: float, allow_zero: bool = False) -> None:
 def options_from_dict(options_cls: type, values: Mapping[str, Any] | None, method: str = "") -> Any:
     """Build a method's options dataclass from a dict, with close-match errors for unknown keys.
 
-    Values pass the one coercer of every option (mtl/config/options.py `coerce_value`): command-line
+    Values pass the one coercer of every option (mtl/config/coerce.py `coerce_value`): command-line
     strings are parsed, an int is a valid float, a bool is never a number.
     """
     if values is None:

@@ -5,9 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from mtl.methods.base import METHODS, Method, StepInfo, check_choice, check_positive, make_optimizer
+
+
+FACTORS = {"regression": 0.5, "classification": 1.0}  # c in c e^{-s} L + 1/2 s
+
+
+def uncertainty_weight(log_var: Tensor, form: str = "regression") -> Tensor:
+    """The factor c e^{-s} on a task's loss (elementwise over log-variances s)."""
+    return FACTORS[form] * torch.exp(-log_var)
+
+
+def uncertainty_loss(loss: Tensor, log_var: Tensor, form: str = "regression") -> Tensor:
+    """Kendall et al.'s weighted loss c e^{-s} L + 1/2 s (elementwise); the one place it is written
+    (this method, and the graph models' 'auto' loss weights, mtl/models/graph.py)."""
+    return uncertainty_weight(log_var, form) * loss + 0.5 * log_var
 
 
 @dataclass
@@ -44,10 +58,8 @@ class Uncertainty(Method):
         self._optimizer = make_optimizer([self.log_var], self.options.optimizer, self.options.lr)
 
     def _backward(self, losses, parts, source):
-        factor = 0.5 if self.options.form == "regression" else 1.0
-        weights = factor * torch.exp(-self.log_var)
-        total = sum(w * loss + 0.5 * s for w, s, loss in zip(weights.unbind(), self.log_var.unbind(), losses))
-        total.backward()
+        weights = uncertainty_weight(self.log_var.detach(), self.options.form)  # before the step
+        uncertainty_loss(torch.stack(list(losses)), self.log_var, self.options.form).sum().backward()
         self._step_own_optimizer()
-        return StepInfo(weights.detach().tolist(), "shared", "weighted",
+        return StepInfo(weights.tolist(), "shared", "weighted",
                         {f"log_var/{k}": v for k, v in enumerate(self.log_var.detach().tolist())})

@@ -8,7 +8,8 @@ from torch import nn
 
 from mtl.registry import Registry
 
-MODELS = Registry("model")
+# The module that registers each model (imported on first use).
+MODELS = Registry("model", modules={"resnet26": "mtl.models.resnet", "partitioned_resnet26": "mtl.models.partitioned"})
 PARTITION_OPTIONS = frozenset({"partition_layers", "exec_mode", "partition_seed", "share_amt"})
 
 
@@ -41,6 +42,4 @@ def build_model(name: str, tasks: Sequence[Any], **opts: Any) -> nn.Module:
     Returns:
         The model (on CPU, in training mode).
     """
-    import mtl.models  # noqa: F401  (registers the built-in models)
-
     return MODELS.get(name)(tasks, **opts)

@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from mtl.errors import UserError
 from mtl.methods.base import SharedParts
+from mtl.methods.uncertainty import uncertainty_loss
+from mtl.models.contract import Adapter, update_guard
 
 INPUT = "input"
 
@@ -40,7 +42,7 @@ class Node:
         module: nn.Module or callable applied to the anchors' outputs (in anchor order).
         anchor: name or list of names of the nodes it reads; None = the model input.
         loss: loss function (prediction, target) -> scalar; makes the node a task.
-        loss_weight: a number, 'auto' (learned uncertainty weighting, see ``GraphModel.losses``) or
+        loss_weight: a number, 'auto' (learned uncertainty weighting, see ``GraphModel.task_loss``) or
             None (1).
         loss_init: initial log-variance s of an 'auto' weight.
     """
@@ -102,7 +104,8 @@ class GraphModel(nn.Module):
 
     A node is *shared* when two or more tasks depend on it, else task-specific. The shared nodes
     whose output feeds a task-specific node form the representation (``shared_parts``); methods
-    that transform it per task (RotoGrad) are applied on those edges via ``adapter``.
+    that transform it per task (RotoGrad) are applied on those edges: ``forward(x, adapter=...)``.
+    Implements the MultiTaskModel contract (mtl/models/contract.py).
 
     Args:
         nodes: Node objects or dicts, in any order.
@@ -125,7 +128,6 @@ class GraphModel(nn.Module):
                                           for t in self.tasks if self.nodes[t].loss_weight == "auto"})
         self.task_sets = _task_sets(self.nodes, self.order, self.tasks)
         self.grad_source = grad_source
-        self.adapter: Callable[[Tensor, int], Tensor] | None = None
         self._representation: list[Tensor] = []
         if example_input is not None:
             self.check(example_input)
@@ -189,13 +191,27 @@ class GraphModel(nn.Module):
         """What a task's own optimizer steps (method 'naive'): shared + that task's parameters."""
         return self.shared_parameters() + self.task_parameters(task)
 
+    @property
+    def zero_grads_to_none(self) -> bool:
+        """A graph model's task optimizers drop gradients."""
+        return True
+
+    def update_masks(self, task: str) -> list[tuple[nn.Parameter, Tensor]]:
+        """Every task may update every weight of the nodes it uses."""
+        return []
+
+    def guard_update(self, *tasks: str) -> ContextManager[None]:
+        """Around an optimizer step: restore the entries none of `tasks` may update (`update_guard`)."""
+        return update_guard(self, tasks)
+
     # ---- computation ---------------------------------------------------------------------------
-    def forward(self, x: Any, task: str | None = None) -> dict[str, Tensor] | Tensor:
+    def forward(self, x: Any, task: str | None = None, *, adapter: Adapter | None = None) -> dict[str, Tensor] | Tensor:
         """Every task's output {task: tensor}; with `task`, only the nodes it depends on, and its output.
 
         The per-task form serves data where each task has its own batch (the decathlon): the
         representation recorded for ``shared_parts`` is then the shared nodes feeding this task's
-        own nodes.
+        own nodes. `adapter(z, task index)` transforms each representation tensor on its edges into
+        a task's own nodes (RotoGrad).
         """
         if task is not None and task not in self.tasks:
             raise KeyError(f"unknown task {task!r} (model tasks: {', '.join(self.tasks)})")
@@ -204,7 +220,7 @@ class GraphModel(nn.Module):
         adapted: dict[tuple[str, int], Tensor] = {}
         for name in names:
             node = self.nodes[name]
-            inputs = [self._edge_value(values, adapted, a, name) for a in node.anchors]
+            inputs = [self._edge_value(values, adapted, a, name, adapter) for a in node.anchors]
             values[name] = node.module(*inputs)
         if task is None:
             self._representation = [values[n] for n in self.boundary()]
@@ -213,19 +229,24 @@ class GraphModel(nn.Module):
                                 if any(n in self.nodes[c].anchors and not self.is_shared(c) for c in names)]
         return values[task]
 
-    def _edge_value(self, values, adapted, anchor: str, reader: str):
-        if self.adapter is None or anchor == INPUT or not self.is_shared(anchor) or self.is_shared(reader):
+    def forward_with_representation(self, x: Any, task: str,
+                                    adapter: Adapter | None = None) -> tuple[Tensor, list[Tensor]]:
+        """`task`'s output and the representation recorded on the way (before the adapter)."""
+        output = self.forward(x, task, adapter=adapter)
+        return output, self.representation
+
+    def _edge_value(self, values, adapted, anchor: str, reader: str, adapter: Adapter | None):
+        if adapter is None or anchor == INPUT or not self.is_shared(anchor) or self.is_shared(reader):
             return values[anchor]
         task = self.tasks.index(next(iter(self.task_sets[reader])))
         if (anchor, task) not in adapted:
-            adapted[anchor, task] = self.adapter(values[anchor], task)
+            adapted[anchor, task] = adapter(values[anchor], task)
         return adapted[anchor, task]
 
     def losses(self, outputs: Mapping[str, Tensor], targets: Mapping[str, Any], weighted: bool = True) -> list[Tensor]:
         """Per-task losses in task order, with the declared weights applied (unless ``weighted=False``).
 
-        An 'auto' weight is uncertainty weighting (Kendall et al. 2018, regression form):
-        1/2 e^{-s} L + 1/2 s with s a learned task parameter, so it cannot run to minus infinity.
+        (`task_loss`).
         """
         losses = []
         for task in self.tasks:
@@ -233,13 +254,17 @@ class GraphModel(nn.Module):
             if node.loss is None:
                 raise UserError(f"graph node {task!r} is an output but has no loss")
             loss = node.loss(outputs[task], targets[task])
-            if weighted and node.loss_weight == "auto":
-                s = self.log_vars[task]
-                loss = 0.5 * torch.exp(-s) * loss + 0.5 * s
-            elif weighted and node.loss_weight is not None:
-                loss = float(node.loss_weight) * loss
-            losses.append(loss)
+            losses.append(self.task_loss(task, loss) if weighted else loss)
         return losses
+
+    def task_loss(self, task: str, loss: Tensor) -> Tensor:
+        """`loss` with the task's declared weight: a number, or 'auto' = uncertainty weighting (Kendall
+        et al. 2018, regression form: 1/2 e^{-s} L + 1/2 s with s a learned task parameter, so it
+        cannot run to minus infinity)."""
+        node = self.nodes[task]
+        if node.loss_weight == "auto":
+            return uncertainty_loss(loss, self.log_vars[task])
+        return loss if node.loss_weight is None else float(node.loss_weight) * loss
 
     def check(self, example_input: Any) -> None:
         """One dry forward pass without gradients; a failing node raises UserError naming it."""

@@ -170,17 +170,6 @@ def _node(spec: Mapping[str, Any], classes: Mapping[str, int]) -> Node:
     return Node(**fields)
 
 
-def weighted_task_loss(model: nn.Module, task: str, loss: torch.Tensor) -> torch.Tensor:
-    """`loss` with the task's declared graph weight (a number, or 'auto' uncertainty weighting)."""
-    if not isinstance(model, GraphModel):
-        return loss
-    node = model.nodes[task]
-    if node.loss_weight == "auto":
-        s = model.log_vars[task]
-        return 0.5 * torch.exp(-s) * loss + 0.5 * s
-    return loss if node.loss_weight is None else float(node.loss_weight) * loss
-
-
 def plot_model_command(opts: Any, path: str) -> int:
     """`main.py --plot_model [PATH] --config CONFIG`: build the config's graph model and write its PNG."""
     from mtl.data.domains import get_dataset

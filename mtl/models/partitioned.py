@@ -18,8 +18,7 @@ gradients. Masks live in state_dict buffers, so checkpoints carry them.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -215,16 +214,6 @@ class PartitionedResNet26(ResNet26):
                 keep &= ch.kept(s_in, conv.in_channels, dev).view(1, -1, 1, 1)
             out.append((conv.weight, keep))
         return out
-
-    @contextmanager
-    def guard_update(self, task: str | int) -> Iterator[None]:
-        """Undo, on exit, any change to weights the task may not update. Wrap the task's
-        optimizer.step(): weight decay and momentum would otherwise move other tasks' rows."""
-        saved = [(w, keep, w.detach().clone()) for w, keep in self.update_masks(task) if w.requires_grad]
-        yield
-        with torch.no_grad():
-            for w, keep, old in saved:
-                w.copy_(torch.where(keep, w, old))
 
 
 def _rebuild_plans(module: PartitionedResNet26, incompatible_keys: Any) -> None:

@@ -10,7 +10,7 @@ name, so a single-task run's weights load into a multi-task model by name.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, ContextManager, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from mtl.models import channels as ch
 from mtl.models.dropout import batch_dropout
 from mtl.errors import UserError
+from mtl.models.contract import Adapter, update_guard
 from mtl.models.factory import MODELS, PARTITION_OPTIONS, task_specs
 
 STEM_WIDTH = 32
@@ -142,6 +143,22 @@ class ResNet26(nn.Module):
         bns = [p for m in self.modules() if isinstance(m, TaskBatchNorm) for p in m.parameters() if p.requires_grad]
         return self.shared_parameters() + bns + [p for p in self.heads[t].parameters() if p.requires_grad]
 
+    def last_shared_parameters(self) -> list[nn.Parameter]:
+        """The last shared layer: the last conv of the last stage."""
+        return [p for p in self.stages[-1][-1].conv2.parameters() if p.requires_grad]
+
+    def update_masks(self, task: str | int) -> list[tuple[nn.Parameter, Tensor]]:
+        """Every task may update every weight (partitioned models restrict this)."""
+        return []
+
+    def guard_update(self, *tasks: str | int) -> ContextManager[None]:
+        """Around an optimizer step: restore the entries none of `tasks` may update (`update_guard`)."""
+        return update_guard(self, tasks)
+
+    def task_loss(self, task: str | int, loss: Tensor) -> Tensor:
+        """A ResNet weighs no task's loss."""
+        return loss
+
     @property
     def zero_grads_to_none(self) -> bool:
         """Whether a task's optimizer may drop gradients (False: the original's zeroed gradients, so
@@ -222,6 +239,14 @@ class ResNet26(nn.Module):
     def head(self, final_map: Tensor, task: str | int) -> Tensor:
         """Logits from a full-width final map (pool, dropout, the task's linear head)."""
         return self._logits(final_map, self.task_name(task), None)
+
+    def forward_with_representation(self, x: Tensor, task: str | int,
+                                    adapter: Adapter | None = None) -> tuple[Tensor, list[Tensor]]:
+        """Logits through trunk -> features -> (adapter) -> head, and the representation: the final
+        full-width feature map (what the head reads)."""
+        t = self.task_name(task)
+        z = self.features(self.trunk(x, t), t)[-1]
+        return self.head(z if adapter is None else adapter(z, self.task_names.index(t)), t), [z]
 
     def _stage_input(self, plan: ch.NetPlan | None, stage: int) -> ch.ChannelSel | None:
         """Selection of the tensor entering `stage` (the previous stage's or the stem's output)."""

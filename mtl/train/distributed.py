@@ -31,7 +31,7 @@ flat all-reduce per dtype):
 
 Every rank runs the same loader stream (same seed, global batch size) and keeps its slice of each
 batch, so the task drawn at each step, the images of the global batch and the augmentation are those
-of one process; only the slice is read and augmented (mtl/data/loader.py ``shard``). Dropout draws the
+of one process; only the slice is read and augmented (mtl/data/batches.py ``shard``). Dropout draws the
 global batch's mask on every rank and keeps the rank's rows (mtl/models/dropout.py).
 """
 

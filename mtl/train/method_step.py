@@ -10,11 +10,12 @@ option does not apply), computes the K losses, lets the method write the combine
 ``.grad`` (``method.backward``) and steps one SGD over the shared and all task parameters. Tasks have
 separate inputs (each its own images), so each task's graph can be freed once its gradient is taken.
 
-Gradient sources (``--grad_source``, or the method's own ``source`` option): ``shared`` = every
-trainable shared parameter; ``last_shared`` = the last shared layer (ResNet: the last conv of the
-last stage; graph: ``last_shared_parameters``); ``representation`` = the shared features of each
-task's batch (ResNet: the final feature map before the head; graph: the shared nodes feeding the
-task's own nodes). With separate inputs, representation gradients of different tasks live on
+Models are used only through the MultiTaskModel contract (mtl/models/contract.py). Gradient sources
+(``--grad_source``, or the method's own ``source`` option): ``shared`` = every trainable shared
+parameter; ``last_shared`` = the model's ``last_shared_parameters`` (ResNet: the last conv of the last
+stage); ``representation`` = the shared features of each task's batch, from the model's
+``forward_with_representation`` (ResNet: the final feature map before the head; graph: the shared
+nodes feeding the task's own nodes). With separate inputs, representation gradients of different tasks live on
 different tensors and are orthogonal, so representation-based methods see no conflict between tasks.
 
 Partitioned models: each task's gradient is already zero outside its backward masks, and every
@@ -28,32 +29,29 @@ as in any joint update.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mtl.data.loader import MultiDomainLoader
-from mtl.data.sampling import derive_seed
-from mtl.errors import UserError
+from mtl.data.batches import MultiDomainLoader
 from mtl.methods.base import Method, SharedParts, StepInfo
 from mtl.methods.gramian import NonFiniteGradients
-from mtl.models.graph import GraphModel
-from mtl.models.graph_config import weighted_task_loss
+from mtl.models.contract import MultiTaskModel
 from mtl.train.distributed import SINGLE, Dist, model_buffers, straight_through
 from mtl.train.divergence import all_finite, restore_buffers, saved_buffers
-from mtl.train.loop import autocast, grad_scaler, precision, train_step
+from mtl.train.task_step import autocast, grad_scaler, precision, train_step
 from mtl.train.optim import make_sgd, set_lr
+from mtl.util.rng import derive_seed
 
 _STREAM_PURPOSE = 4  # derive_seed purpose of the per-task streams (the loader uses 1-3)
 
 
-def make_steps(opts: Any, model: nn.Module, net: nn.Module, method: Method, tasks: list[str], folder: Path,
+def make_steps(opts: Any, model: MultiTaskModel, net: nn.Module, method: Method, tasks: list[str], folder: Path,
                device: torch.device, dist: Dist = SINGLE) -> "NaiveSteps | MethodSteps":
     """The stepper for `method`: NaiveSteps when it uses per-task optimizers, else MethodSteps.
 
@@ -85,7 +83,7 @@ class NaiveSteps:
                                         order=opts.task_order() if opts.curriculum == "fixed" else None,
                                         **_loader_kwargs(opts, device, dist))
         self.clip_grad = opts.clip_grad
-        self.set_to_none = getattr(model, "zero_grads_to_none", True)
+        self.set_to_none = model.zero_grads_to_none
 
     def step(self, lr: float) -> tuple[dict[str, dict[str, float]], StepInfo | None]:
         task, images, labels = next(self.loader)
@@ -146,35 +144,26 @@ class MethodNet(nn.Module):
     """The model as the combined step and evaluation call it: ``net(images, task) -> logits``.
 
     With `split` (representation source, or a method that transforms the representation such as
-    RotoGrad) a ResNet runs trunk -> features -> ``method.adapt_representation`` -> head, recording
-    the final feature map as the representation; a graph model applies the method's adapter itself
-    and records its own. Otherwise it is the plain forward.
+    RotoGrad) it is the model's ``forward_with_representation`` with the method's adapter, recording
+    the representation; otherwise the plain (maybe compiled) forward.
     """
 
-    def __init__(self, model: nn.Module, net: nn.Module, method: Method, tasks: list[str], split: bool):
+    def __init__(self, model: MultiTaskModel, net: nn.Module, method: Method, tasks: list[str], split: bool):
         super().__init__()
         self.model = model
         object.__setattr__(self, "_net", net)  # the (maybe compiled) model; not a second submodule
         object.__setattr__(self, "_method", method)
         self.tasks, self.split = tasks, split
-        self.graph = isinstance(model, GraphModel)
-        if split and self.graph and _adapts(method):
-            model.adapter = method.adapt_representation
-        elif split and not self.graph and not all(hasattr(model, a) for a in ("trunk", "features", "head")):
-            raise UserError(f"{type(model).__name__} exposes no shared representation (trunk/features/head) "
-                            "for --grad_source representation or a representation-transforming method")
+        self._adapter = method.adapt_representation if _adapts(method) else None
         self._reps: list[torch.Tensor] = []
 
     def forward(self, images: torch.Tensor, task: str) -> torch.Tensor:
-        if not self.split or self.graph:
-            logits = self._net(images, task)
-            if self.split and torch.is_grad_enabled():
-                self._reps += self.model.representation
-            return logits
-        z = self.model.features(self.model.trunk(images, task), task)[-1]
+        if not self.split:
+            return self._net(images, task)
+        logits, representation = self.model.forward_with_representation(images, task, self._adapter)
         if torch.is_grad_enabled():
-            self._reps.append(z)
-        return self.model.head(self._method.adapt_representation(z, self.tasks.index(task)), task)
+            self._reps += representation
+        return logits
 
     def take_representation(self) -> list[torch.Tensor]:
         reps, self._reps = self._reps, []
@@ -216,6 +205,9 @@ class MethodSteps:
     def end_round(self) -> None:
         self.method.end_round()
 
+    def after_restore(self) -> None:
+        """Nothing to recreate: the combined step drops gradients."""
+
     def describe(self) -> str:
         heads = getattr(self.method.options, "heads", None)
         return (f"method {self.method.describe()}: every task every step, one SGD over shared + task "
@@ -224,7 +216,7 @@ class MethodSteps:
                 f"heads {heads or 'by the method (logged with the first step)'}")
 
 
-def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer: torch.optim.Optimizer,
+def multi_task_step(net: MethodNet, model: MultiTaskModel, method: Method, optimizer: torch.optim.Optimizer,
                     batches: dict[str, tuple[torch.Tensor, torch.Tensor]], *, source: str,
                     amp: bool, dist: Dist = SINGLE,
                     scaler: torch.amp.GradScaler | None = None) -> tuple[dict[str, dict[str, float]], StepInfo]:
@@ -260,7 +252,7 @@ def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer:
         reps += net.take_representation()
     tasks = list(batches)
     ce, values, correct = _global_losses(dist, ce, logits_all, [batches[t][1] for t in tasks])
-    losses = [weighted_task_loss(model, task, loss) for task, loss in zip(tasks, ce)]
+    losses = [model.task_loss(task, loss) for task, loss in zip(tasks, ce)]
     optimizer.zero_grad(set_to_none=True)
     finite = all(math.isfinite(v) for v in values)
     info, overflow = None, False
@@ -272,7 +264,7 @@ def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer:
                       ((loss, scaler.scale(loss)) for loss in losses)]
             scale = float(scaler.get_scale())
         parts = SharedParts(model.shared_parameters(), task_parameters(model, tasks), source,
-                            last_shared_parameters(model), reps, separate_inputs=True,
+                            model.last_shared_parameters(), reps, separate_inputs=True,
                             reducer=dist if dist.active else None, loss_scale=scale)
         try:
             info = method.backward(losses, parts)
@@ -286,7 +278,7 @@ def multi_task_step(net: MethodNet, model: nn.Module, method: Method, optimizer:
                 scaler.unscale_(optimizer)  # the same averaged .grad on every rank: the same verdict
             finite = bool(all_finite([], grads)) if grads else True
         if finite:
-            with update_guard(model, tasks):
+            with model.guard_update(*tasks):
                 optimizer.step()
             if method.needs_losses_after_step:
                 method.after_step(losses_after_step(net, model, batches, amp, dist))
@@ -330,7 +322,7 @@ def _global_losses(dist: Dist, ce: list[torch.Tensor], logits: list[torch.Tensor
     return ce, values.tolist(), [int(h) for h in totals[k:].tolist()]
 
 
-def task_parameters(model: nn.Module, tasks: list[str]) -> list[nn.Parameter]:
+def task_parameters(model: MultiTaskModel, tasks: list[str]) -> list[nn.Parameter]:
     """Every task's own trainable parameters, each once, in task order."""
     seen, params = set(), []
     for task in tasks:
@@ -341,40 +333,8 @@ def task_parameters(model: nn.Module, tasks: list[str]) -> list[nn.Parameter]:
     return params
 
 
-def last_shared_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """The last shared layer: the model's own declaration, else a ResNet's last conv."""
-    if hasattr(model, "last_shared_parameters"):
-        return list(model.last_shared_parameters())
-    if hasattr(model, "stages"):
-        return [p for p in model.stages[-1][-1].conv2.parameters() if p.requires_grad]
-    return []
-
-
-@contextlib.contextmanager
-def update_guard(model: nn.Module, tasks: list[str]) -> Iterator[None]:
-    """Restore, after the step, weight entries that no task of `tasks` may update (partitioned models)."""
-    if not hasattr(model, "update_masks"):
-        yield
-        return
-    # A weight a task does not list is one it may update entirely: only weights every task lists
-    # can hold entries nobody may update.
-    listed = [{id(w): (w, keep) for w, keep in model.update_masks(task) if w.requires_grad} for task in tasks]
-    saved = []
-    for key in set.intersection(*(set(m) for m in listed)) if listed else ():
-        keep = listed[0][key][1]
-        for masks in listed[1:]:
-            keep = keep | masks[key][1]
-        weight = listed[0][key][0]
-        if not bool(keep.all()):
-            saved.append((weight, keep, weight.detach().clone()))
-    yield
-    with torch.no_grad():
-        for weight, keep, old in saved:
-            weight.copy_(torch.where(keep, weight, old))
-
-
 @torch.no_grad()
-def losses_after_step(net: MethodNet, model: nn.Module, batches: dict[str, tuple[torch.Tensor, torch.Tensor]],
+def losses_after_step(net: MethodNet, model: MultiTaskModel, batches: dict[str, tuple[torch.Tensor, torch.Tensor]],
                       amp: bool, dist: Dist = SINGLE) -> list[torch.Tensor]:
     """The same batches' losses after the update (FAMO), in training mode as the official code does,
     without side effects: BatchNorm statistics and the random generators are put back. Data-parallel:
@@ -386,7 +346,7 @@ def losses_after_step(net: MethodNet, model: nn.Module, batches: dict[str, tuple
         for task, (images, labels) in batches.items():
             with autocast(images.device, amp):
                 logits = net(images, task)
-            losses.append(weighted_task_loss(model, task, F.cross_entropy(logits.float(), labels)))
+            losses.append(model.task_loss(task, F.cross_entropy(logits.float(), labels)))
     for buffer, saved in buffers:
         buffer.copy_(saved)
     if dist.active:

@@ -9,7 +9,8 @@ from typing import Mapping, Sequence
 
 from torch import Tensor
 
-from mtl.data.domains import DECATHLON, DatasetSpec
+from mtl.data.domains import DECATHLON
+from mtl.data.specs import DatasetSpec
 
 GAMMA = 2.0  # decathlon exponent γ_d
 

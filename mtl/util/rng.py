@@ -1,4 +1,4 @@
-"""Seeding, and capture / restore of every global RNG (python, numpy, torch CPU and CUDA).
+"""Seeding, derived seeds, and capture / restore of every global RNG (python, numpy, torch CPU and CUDA).
 
 Captured states hold only tensors, ints and lists so checkpoints stay loadable with
 ``torch.load(weights_only=True)``.
@@ -11,6 +11,24 @@ from typing import Any
 
 import numpy as np
 import torch
+
+
+def derive_seed(*keys: int, bits: int = 63) -> int:
+    """A seed that is a deterministic function of integer keys (numpy SeedSequence: well spread, stable
+    across platforms).
+
+    Args:
+        keys: integers (a run seed, a purpose, a task or generation index, ...); taken modulo 2**64.
+        bits: 63 (the data streams: loaders, samplers, the train job's per-task streams) or 31 (the
+            meta-optimizers' candidate seeds, stored with every evaluation of a search). Both read
+            the same SeedSequence words, so each width gives the numbers its former function gave
+            (the data's in mtl/data/sampling.py, the search's in mtl/meta/optimizers/base.py);
+            tests/test_checkpoint.py pins them.
+    """
+    if bits not in (31, 63):
+        raise ValueError(f"derive_seed: bits must be 31 or 63, got {bits}")
+    words = np.random.SeedSequence([int(k) & 0xFFFFFFFFFFFFFFFF for k in keys]).generate_state(2, np.uint32)
+    return int(words[0]) >> 1 if bits == 31 else int(words[0]) << 31 ^ int(words[1])
 
 
 def seed_everything(seed: int) -> None:

@@ -14,10 +14,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from mtl.meta.space import Space
-from mtl.meta.store import Evaluation
+from mtl.meta.results_store import Evaluation
 from mtl.registry import Registry
+from mtl.util.rng import derive_seed
 
-OPTIMIZERS = Registry("meta-optimizer")
+# The module that registers each meta-optimizer (imported on first use).
+OPTIMIZERS = Registry("meta-optimizer", modules={
+    "es": "mtl.meta.optimizers.es", "es_multiobjective": "mtl.meta.optimizers.es", "grid": "mtl.meta.optimizers.grid",
+    "nevergrad": "mtl.meta.optimizers.nevergrad", "random": "mtl.meta.optimizers.random_search",
+    "runner": "mtl.meta.optimizers.runner"})
 
 
 @dataclass(frozen=True)
@@ -30,11 +35,6 @@ class Candidate:
     params: dict[str, Any]
     seed: int
     vector: tuple[float, ...] | None = None
-
-
-def derive_seed(*keys: int) -> int:
-    """A 31-bit seed that is a deterministic function of integer keys (search seed, generation, ...)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0] >> 1)
 
 
 def generation_rng(seed: int, generation: int) -> np.random.Generator:
@@ -109,7 +109,7 @@ class MetaOptimizer:
         g = self.generation
         return Candidate(
             id=cid or candidate_id(g, position), generation=g, position=position, params=params,
-            seed=derive_seed(self.seed, g, position) if seed is None else seed,
+            seed=derive_seed(self.seed, g, position, bits=31) if seed is None else seed,
             vector=None if vector is None else tuple(float(x) for x in vector))
 
     def _track_best(self, evaluations: Sequence[Evaluation]) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from mtl.meta.optimizers.base import OPTIMIZERS, Candidate, MetaOptimizer, generation_rng
 from mtl.meta.space import Space
-from mtl.meta.store import Evaluation
+from mtl.meta.results_store import Evaluation
 
 _logger = logging.getLogger(__name__)
 

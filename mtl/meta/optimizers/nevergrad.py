@@ -29,7 +29,7 @@ import numpy as np
 from mtl.errors import UserError
 from mtl.meta.optimizers.base import OPTIMIZERS, Candidate, MetaOptimizer
 from mtl.meta.space import Space
-from mtl.meta.store import Evaluation
+from mtl.meta.results_store import Evaluation
 
 FAILED_SCORE = -1e6  # told for a failed evaluation before any score exists (worse than any real one)
 COMMON = ("CMA", "DiagonalCMA", "TwoPointsDE", "NGOpt", "OnePlusOne", "PSO", "TBPSA", "RandomSearch")
@@ -57,7 +57,7 @@ class NevergradOptimizer(MetaOptimizer):
 
     name = "nevergrad"
     options_via_fields = True  # its settings are the search's --nevergrad_* options, not --optimizer.*
-    replays_history = True  # resumed by re-telling the stored evaluations (mtl/meta/search.py)
+    replays_history = True  # resumed by re-telling the stored evaluations (mtl/meta/search_loop.py)
 
     def __init__(self, space: Space, seed: int = 0, optimizer: str = "NGOpt", population: int = 16,
                  budget: int = 10000):

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from mtl.errors import UserError
-from mtl.meta.optimizers.base import OPTIMIZERS, Candidate, MetaOptimizer, derive_seed
+from mtl.meta.optimizers.base import OPTIMIZERS, Candidate, MetaOptimizer
+from mtl.util.rng import derive_seed
 from mtl.meta.space import Space
 
 
@@ -49,7 +50,7 @@ class Runner(MetaOptimizer):
             return []
         out = []
         for trial in range(self.trials):
-            seed = derive_seed(self.seed, trial)
+            seed = derive_seed(self.seed, trial, bits=31)
             for name, params in self.variants.items():
                 out.append(self._candidate(len(out), params, self.vectors[name], cid=f"trial_{trial}/{name}",
                                            seed=seed))

@@ -27,7 +27,7 @@ from mtl.jobs.nested import run_nested
 from mtl.meta.objectives import OBJECTIVES
 from mtl.meta.partition import RECORD_KEY, candidate_partition, resolve_partition, save_partition
 from mtl.meta.space import Space
-from mtl.meta.workers import current_device
+from mtl.meta.pool import current_device
 
 SCORES = ("mean_val_accuracy", "decathlon_score")
 

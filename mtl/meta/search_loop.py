@@ -28,8 +28,9 @@ from typing import Any, Callable, Sequence
 
 from mtl.errors import UserError
 from mtl.meta.optimizers.base import Candidate, MetaOptimizer
-from mtl.meta.store import Evaluation, ResultsStore
-from mtl.meta.workers import EvaluationError, InProcessPool, WorkerPool
+from mtl.meta.results_store import Evaluation, ResultsStore
+from mtl.meta.pool import EvaluationError, WorkerPool
+from mtl.meta.workers import InProcessPool
 from mtl.util.faults import maybe_inject_fault
 
 _logger = logging.getLogger(__name__)

@@ -1,16 +1,15 @@
-"""The training step and evaluation of the train job: plain functions returning metric dicts."""
+"""One task's training step (`train_step`: the naive regime of mtl/train/method_step.py NaiveSteps)
+and the precision helpers every step and the evaluation use (`autocast`, `precision`, `grad_scaler`)."""
 
 from __future__ import annotations
 
 import contextlib
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mtl.data.loader import eval_batches
 from mtl.train.distributed import SINGLE, Dist
 from mtl.train.divergence import all_finite, restore_buffers, saved_buffers
 from mtl.train.metrics import correct_count
@@ -82,8 +81,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, task: str, im
         if clip_grad > 0:
             torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip_grad)
         # Partitioned models undo updates a task may not make (backward masks, weight decay, momentum).
-        guard = model.guard_update(task) if hasattr(model, "guard_update") else contextlib.nullcontext()
-        with guard:
+        with model.guard_update(task):
             optimizer.step()
     else:
         optimizer.zero_grad(set_to_none=set_to_none)
@@ -101,39 +99,3 @@ def _global_stats(dist: Dist, loss: torch.Tensor, correct: int) -> tuple[torch.T
     totals = torch.tensor([float(loss), float(correct)], dtype=torch.float64)
     dist.sum_([totals])
     return (totals[0] / dist.world_size).to(loss.dtype), int(totals[1])
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data_dir: str | Path, tasks: list[str], split: str, *, device: torch.device,
-             input_res: int, batch_size: int, max_images: int = 0, amp: bool = False,
-             channels_last: bool = False, keep_predictions: bool = False) -> dict[str, dict[str, Any]]:
-    """Accuracy and loss of every task on a split (the first `max_images` images, 0 = all).
-
-    Returns:
-        task -> {"accuracy", "loss", "count"} plus "image_ids" and "predicted" lists when
-        `keep_predictions` (labels of an unlabelled split are -1: accuracy is then meaningless).
-    """
-    model.eval()
-    results = {}
-    for task in tasks:
-        total_loss, correct, count, ids, predicted = 0.0, 0, 0, [], []
-        for images, labels, image_ids in eval_batches(data_dir, task, split, batch_size=batch_size,
-                                                      device=device, input_res=input_res):
-            if max_images and count >= max_images:
-                break
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with autocast(device, amp):
-                logits = model(images, task).float()
-            labelled = labels >= 0
-            if labelled.any():
-                total_loss += F.cross_entropy(logits[labelled], labels[labelled], reduction="sum").item()
-                correct += correct_count(logits[labelled], labels[labelled])
-            count += len(labels)
-            if keep_predictions:
-                ids.extend(image_ids.tolist())
-                predicted.extend(logits.argmax(1).tolist())
-        results[task] = {"accuracy": correct / max(count, 1), "loss": total_loss / max(count, 1), "count": count}
-        if keep_predictions:
-            results[task].update(image_ids=ids, predicted=predicted)
-    return results
