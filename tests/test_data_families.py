@@ -96,7 +96,7 @@ def test_crossed_families_put_one_task_of_each_family_in_every_group():
 
 
 def test_plain_variants_keep_sources_labels_and_val_split_with_less_training_data(tmp_path):
-    from mtl.data.embedded import get_embedded
+    from mtl.data.domains import get_embedded
 
     root = tmp_path / "mini_families_plain_90"
     get_embedded("mini_families_plain_90").generate(root)
