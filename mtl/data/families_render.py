@@ -92,16 +92,20 @@ def _composite(photo: Image.Image, alpha: np.ndarray, rng: np.random.Generator) 
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 
+def _digit_over(digit: np.ndarray, rng: np.random.Generator, low: int, high: int, background) -> Image.Image:
+    """The digit (`low`..`high` px) drawn over `background(rng)` (drawn after the digit's place and size)."""
+    alpha = _digit_layer(digit, rng, low, high)
+    return _composite(background(rng), alpha, rng)
+
+
 def render_optdigit(index: int, label: int, rng: np.random.Generator) -> Image.Image:
     """Digit `index` of the optdigits subset (44-60 px) over a patch of a random photo."""
-    alpha = _digit_layer(load_digits_data()[0][optdigits_subset()[index]], rng, 44, 60)
-    return _composite(_random_patch(rng), alpha, rng)
+    return _digit_over(load_digits_data()[0][optdigits_subset()[index]], rng, 44, 60, _random_patch)
 
 
 def render_mnist(index: int, label: int, rng: np.random.Generator) -> Image.Image:
     """Digit `index` of the MNIST subset (50-68 px) over a patch of a random photo."""
-    alpha = _digit_layer(load_mnist_5k()[0][mnist_subset()[index]], rng, 50, 68)
-    return _composite(_random_patch(rng), alpha, rng)
+    return _digit_over(load_mnist_5k()[0][mnist_subset()[index]], rng, 50, 68, _random_patch)
 
 
 # ----------------------------------------------------------------------------- photos
@@ -163,14 +167,12 @@ def _jitter(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 def render_optdigit_plain(index: int, label: int, rng: np.random.Generator) -> Image.Image:
     """Digit `index` of the optdigits subset (44-60 px) over a plain noisy canvas."""
-    alpha = _digit_layer(load_digits_data()[0][optdigits_subset()[index]], rng, 44, 60)
-    return _composite(_plain_canvas(rng), alpha, rng)
+    return _digit_over(load_digits_data()[0][optdigits_subset()[index]], rng, 44, 60, _plain_canvas)
 
 
 def render_mnist_plain(index: int, label: int, rng: np.random.Generator) -> Image.Image:
     """Digit `index` of the MNIST subset (50-68 px) over a plain noisy canvas."""
-    alpha = _digit_layer(load_mnist_5k()[0][mnist_subset()[index]], rng, 50, 68)
-    return _composite(_plain_canvas(rng), alpha, rng)
+    return _digit_over(load_mnist_5k()[0][mnist_subset()[index]], rng, 50, 68, _plain_canvas)
 
 
 def render_photo_plain(index: int, label: int, rng: np.random.Generator) -> Image.Image:
