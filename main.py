@@ -5,14 +5,13 @@ Parse -> resolve the config -> build the job -> run it in exp/<RUN>/; nothing el
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import sys
 
 from mtl.commands import list_command
 from mtl.config.cli import parse_args, print_options, print_usage, resolve_new, resolve_resume, wrap
 from mtl.errors import UserError
-from mtl.jobs.launch import EXIT_USER, launch
+from mtl.runner.execute import config_record
+from mtl.runner.launch import EXIT_USER, launch
 from mtl.train.distributed import Dist, check_world, env_rank, init_from_env
 from mtl.util.device import resolve_device
 from mtl.util.run_dir import RunDir, resolve_run_path
@@ -90,9 +89,7 @@ def _run(args, argv: list[str], job, opts, config_name, run: RunDir, dist: Dist)
     dist.raise_if_any(error)  # torchrun: every rank exits 2 when rank 0 cannot take the folder
     try:
         if dist.is_main:
-            run.write_config({"job": job.name, "config": config_name, "options": dataclasses.asdict(opts),
-                              "command": _command(argv, dist),
-                              "written": dt.datetime.now().isoformat(timespec="seconds")})
+            run.write_config(config_record(job, opts, config_name, _command(argv, dist)))
         root_flag = "" if args.exp_root == "exp" else f" --exp_root {args.exp_root}"
         resume = " ".join(_command(["-e", args.exp_id], dist)) + f"{root_flag} --continue"
         return launch(job, opts, run, args.resume, resume, dist)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from mtl.jobs.nested import nested_status
+from mtl.runner.nested import nested_status
 from mtl.util.checkpoint import CheckpointStore
 
 TINY = ["--config", "exp.mini_dec", "--device", "cpu", "--width", "0.125", "--input_res", "16",

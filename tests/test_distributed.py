@@ -201,7 +201,7 @@ def test_torchrun_trains_as_one_process_writes_on_rank_0_and_continues(tmp_path,
         assert torch.allclose(a[key], b[key], rtol=1e-5, atol=1e-6), key
     run = tmp_path / "exp" / "ddp"
     log = (run / "log.txt").read_text()
-    assert log.count("starting run ddp") == 1 and log.count("continuing run ddp") == 1
+    assert log.count("starting train run ddp in") == 1 and log.count("continuing train run ddp in") == 1
     assert "data-parallel over 2 processes" in log
     assert len(list(run.glob("events.out.tfevents.*"))) == 2  # one per launch: rank 0's
     config = json.loads((run / "config.json").read_text())

@@ -9,7 +9,7 @@ import pytest
 
 from mtl.config.options import build_options
 from mtl.errors import UserError
-from mtl.jobs.nested import nested_status, run_nested
+from mtl.runner.nested import nested_status, run_nested
 from mtl.config.groups import layered
 from mtl.jobs.toy import ToyOptions
 from mtl.meta.results_store import ResultsStore
@@ -22,7 +22,7 @@ def _toy(**values):
 def test_nested_run_is_skipped_when_done_and_refused_when_changed(tmp_path):
     first = run_nested("toy", _toy(), tmp_path, "p/stage")
     assert nested_status(tmp_path, "p/stage") == "done"
-    assert (tmp_path / "p/stage/log.txt").read_text().count("starting toy run") == 1
+    assert (tmp_path / "p/stage/log.txt").read_text().count("starting toy run p/stage in") == 1
     assert run_nested("toy", _toy(), tmp_path, "p/stage") == first  # skipped: results.json as is
     assert "continuing" not in (tmp_path / "p/stage/log.txt").read_text()
     more = run_nested("toy", _toy(num_rounds=3), tmp_path, "p/stage")  # resume-safe: continues

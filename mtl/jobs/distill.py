@@ -16,7 +16,7 @@ from mtl.data.domains import task_families
 from mtl.distill.objective import ProxyObjective
 from mtl.distill.proxy import ProxyTrainer, build_student
 from mtl.jobs import register_job
-from mtl.jobs.context import JobContext
+from mtl.runner.context import JobContext
 from mtl.jobs.distill_options import DistillOptions
 from mtl.meta.partition import load_partition, resolve_partition, save_partition, to_json_dict
 from mtl.train.divergence import Diverged

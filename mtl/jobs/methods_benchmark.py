@@ -9,13 +9,6 @@ run folder, also in results.json) states its conventions (see ``_NOTES``).
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import json
-import multiprocessing
-import os
-import signal
-import sys
 from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
@@ -24,12 +17,11 @@ from mtl.config.groups import Group
 from mtl.config.options import RunOptions, build_options, option
 from mtl.errors import UserError
 from mtl.jobs import register_job
-from mtl.jobs.context import JobContext
+from mtl.runner.children import Child, run_children
+from mtl.runner.context import JobContext
 from mtl.jobs.train_options import TrainOptions
 from mtl.train.delta_m import delta_m, select_on_validation
 from mtl.util.atomic import atomic_write_bytes, atomic_write_json
-from mtl.util.run_dir import RunDir
-from mtl.util.signals import Interrupted
 
 ALL_METHODS = ["naive", "sum", "mean", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "mgda", "mgda_ub",
                "pcgrad", "cagrad", "imtl_g", "nash_mtl", "upgrad", "graddrop", "aligned_mtl", "rotate_only",
@@ -109,49 +101,16 @@ def run_methods_benchmark(ctx: JobContext) -> dict:
 
 
 def _run_child(ctx: JobContext, name: str, values: dict[str, Any]) -> dict[str, Any]:
-    """Run (or reuse, or resume) child `name` in a fresh process; its results.json, or a failure."""
-    run = RunDir(ctx.run.path / name, f"{ctx.run.exp_id}/{name}")
-    if run.read_status().get("state") == "done" and run.results_path.exists():
-        ctx.log.info("  %s: done before, reusing its results", name)
-        return {"status": "done", **_read(run)}
-    resuming = run.exists() and (run.checkpoint_dir / "index.json").exists()
-    process = multiprocessing.get_context("spawn").Process(
-        target=_child_main, args=(str(run.path), run.exp_id, str(run.exp_root), values, resuming), daemon=True)
-    process.start()
-    forwarded = False
-    while process.is_alive():
-        process.join(0.5)
-        if ctx.stop.requested and not forwarded:  # preemption: let the child checkpoint too
-            os.kill(process.pid, signal.SIGTERM)
-            forwarded = True
-    if ctx.stop.requested:
-        raise Interrupted(ctx.stop.signum)
-    if process.exitcode != 0:
-        ctx.log.error("  %s: exit status %s (see %s)", name, process.exitcode, run.log_path)
-        return {"status": "failed", "exit_status": process.exitcode}
-    return {"status": "done", **_read(run)}
-
-
-def _read(run: RunDir) -> dict[str, Any]:
-    return json.loads(run.results_path.read_text())
-
-
-def _child_main(path: str, exp_id: str, exp_root: str, values: dict[str, Any], resuming: bool) -> None:
-    """Entry point of a child process: the train job in its run folder (as main.py would start it)."""
-    from mtl.jobs import get_job
-    from mtl.jobs.launch import launch
-
-    job = get_job("train")
-    opts = build_options(job.options_cls, values, f"benchmark run {exp_id}")
-    run = RunDir(path, exp_id)
-    if resuming:
-        run.lock()
-    else:
-        run.create(overwrite=run.exists())
-    run.write_config({"job": job.name, "config": f"methods_benchmark child of {exp_id.rsplit('/', 1)[0]}",
-                      "options": dataclasses.asdict(opts), "command": ["methods_benchmark", exp_id],
-                      "written": dt.datetime.now().isoformat(timespec="seconds")})
-    sys.exit(launch(job, opts, run, resuming, f"python main.py -e {exp_id} --exp_root {exp_root} --continue"))
+    """Run (or reuse, or resume) child `name` in a fresh process, so that its time and peak memory are
+    its own; its results, or a failure."""
+    opts = build_options(TrainOptions, values, f"benchmark run {name!r}")
+    child = Child("train", opts, f"{ctx.run.exp_id}/{name}", note=f"methods_benchmark {ctx.run.exp_id}")
+    [outcome] = run_children([child], ctx.run.exp_root, stop=ctx.stop, log=ctx.log, workers=1, fresh=True,
+                             keep_going=True)
+    if "failed" in outcome:
+        ctx.log.error("  %s: %s", name, outcome["failed"].splitlines()[0])
+        return {"status": "failed", "error": outcome["failed"]}
+    return {"status": "done", **outcome}
 
 
 # ---- the table ----------------------------------------------------------------------------------

@@ -25,20 +25,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtl.config.groups import layered
-from mtl.config.loader import load_config
-from mtl.config.options import build_options
 from mtl.data.domains import task_families
 from mtl.errors import UserError
-from mtl.jobs import get_job, register_job
-from mtl.jobs.context import JobContext
-from mtl.jobs.nested import nested_done, run_nested
+from mtl.jobs import register_job
+from mtl.runner.context import JobContext
+from mtl.runner.nested import nested_done
 from mtl.jobs.pipeline_backbone import backbone_stage
 from mtl.jobs.pipeline_options import PipelineOptions
 from mtl.jobs.pipeline_plots import plot_pareto
 from mtl.jobs.pipeline_submission import write_pipeline_submission
 from mtl.jobs.pipeline_table import SEARCHED, build_table, render_table, teachers_row, variant_row
-from mtl.jobs.stage_pool import Stage, run_stages
+from mtl.runner.child_options import child_options, child_values
+from mtl.runner.children import Child, run_children
 from mtl.meta.objectives import get_objective
 from mtl.meta.partition import Partition, load_partition, preset, rescoring_params, save_partition
 from mtl.meta.results_store import ResultsStore
@@ -130,10 +128,9 @@ def _stage(ctx: JobContext, job: str, name: str, config: str, layers: list[dict]
     return _run_stage(ctx, _stage_spec(ctx, job, name, config, layers, replace), config)
 
 
-def _run_stage(ctx: JobContext, stage: Stage, config: str) -> dict[str, Any]:
-    ctx.stop.raise_if_requested()
+def _run_stage(ctx: JobContext, stage: Child, config: str) -> dict[str, Any]:
     ctx.log.info("stage %s (%s %s)", _stage_name(ctx, stage), stage.job, config)
-    return run_nested(stage.job, stage.opts, ctx.run.exp_root, stage.exp_id, stop=ctx.stop, note=stage.note)
+    return run_children([stage], ctx.run.exp_root, stop=ctx.stop, log=ctx.log)[0]
 
 
 def _train_stages(ctx: JobContext, specs: dict[str, tuple[str, str, list[dict]]]) -> dict[str, dict[str, Any]]:
@@ -145,7 +142,7 @@ def _train_stages(ctx: JobContext, specs: dict[str, tuple[str, str, list[dict]]]
             for key, stage in stages.items()}
 
 
-def _run_parallel(ctx: JobContext, stages: dict[str, Stage]) -> dict[str, dict[str, Any]]:
+def _run_parallel(ctx: JobContext, stages: dict[str, Child]) -> dict[str, dict[str, Any]]:
     """The stages not done yet, in worker processes; their results by key ({} when fewer than two are
     left: those run in-process, without starting workers)."""
     to_run = [key for key, s in stages.items() if not nested_done(s.job, s.opts, ctx.run.exp_root, s.exp_id)]
@@ -154,28 +151,22 @@ def _run_parallel(ctx: JobContext, stages: dict[str, Stage]) -> dict[str, dict[s
     ctx.stop.raise_if_requested()
     workers = min(ctx.opts.parallel_stages, len(to_run))
     ctx.log.info("stages %s (train), %d at a time", ", ".join(_stage_name(ctx, stages[k]) for k in to_run), workers)
-    results = run_stages([stages[k] for k in to_run], ctx.run.exp_root, device=ctx.device, stop=ctx.stop,
-                         log=ctx.log, workers=workers, threads=ctx.opts.num_threads)
+    results = run_children([stages[k] for k in to_run], ctx.run.exp_root, stop=ctx.stop, log=ctx.log,
+                           workers=workers, device=ctx.device, threads=ctx.opts.num_threads)
     return dict(zip(to_run, results))
 
 
-def _stage_name(ctx: JobContext, stage: Stage) -> str:
+def _stage_name(ctx: JobContext, stage: Child) -> str:
     return stage.exp_id.removeprefix(f"{ctx.run.exp_id}/")
 
 
 def _stage_spec(ctx: JobContext, job: str, name: str, config: str, layers: list[dict],
-                replace: dict | None = None) -> Stage:
+                replace: dict | None = None) -> Child:
     opts = ctx.opts
     common = {"dataset": opts.dataset, "task_choice": opts.task_choice, "data_dir": opts.data_dir,
               "device": opts.device, "seed": opts.seed}
-    spec = load_config(config)
-    if spec.job != job:
-        raise UserError(f"pipeline stage {name}: config {config} is a {spec.job!r} job, expected {job!r}.")
-    cls = get_job(job).options_cls
-    values = layered(cls, [spec.options, common, *layers], f"pipeline stage {name} ({config})")
-    values.update(replace or {})
-    stage_opts = build_options(cls, values, f"pipeline stage {name} ({config})")
-    return Stage(job, stage_opts, f"{ctx.run.exp_id}/{name}", note=f"pipeline {ctx.run.exp_id}")
+    stage_opts = child_options(job, config, [common, *layers], f"pipeline stage {name}", replace)
+    return Child(job, stage_opts, f"{ctx.run.exp_id}/{name}", note=f"pipeline {ctx.run.exp_id}")
 
 
 def _teacher_layers(opts: PipelineOptions, task: str) -> list[dict]:
@@ -255,7 +246,7 @@ def _proxy_scores(ctx: JobContext, teacher_ids: list[str], partitions: dict[str,
 def _settings(opts: PipelineOptions, ctx: JobContext) -> dict[str, Any]:
     """What the table's caption states: data, model size, schedules, search budget."""
     def train_values(config: str, *layers: dict) -> dict:
-        return layered(get_job("train").options_cls, [load_config(config).options, *layers], f"config {config}")
+        return child_values("train", config, list(layers), "pipeline settings")
 
     teacher = train_values(opts.teacher_config, opts.train_options, opts.teacher_options)
     retrain = train_values(opts.retrain_config, opts.train_options, opts.retrain_options)

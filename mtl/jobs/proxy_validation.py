@@ -17,14 +17,13 @@ import time
 
 import numpy as np
 
-from mtl.config.loader import load_config
-from mtl.config.options import build_options
 from mtl.data.domains import get_dataset, task_families
 from mtl.distill.objective import ProxyObjective
 from mtl.distill.validation import plot_scatter, render_report, summarize
-from mtl.jobs import get_job, register_job
-from mtl.jobs.context import JobContext
-from mtl.jobs.nested import run_nested
+from mtl.jobs import register_job
+from mtl.runner.context import JobContext
+from mtl.runner.child_options import child_options
+from mtl.runner.nested import run_nested
 from mtl.jobs.proxy_validation_options import ProxyValidationOptions
 from mtl.meta.partition import Partition, crossed_families, preset, rescoring_params, save_partition
 from mtl.meta.space import PartitionBlock
@@ -143,10 +142,9 @@ def _teachers(ctx: JobContext, tasks: list[str]) -> str | list[str]:
 
 def _train_options(opts: ProxyValidationOptions, config: str, values: dict):
     """Train options: config < the data, size and device of this job < `values`."""
-    spec = load_config(config)
     common = {"dataset": opts.dataset, "data_dir": opts.data_dir, "device": opts.device, "width": opts.width,
               "input_res": opts.input_res, "task_choice": opts.task_choice, "seed": opts.seed}
-    return build_options(get_job(spec.job).options_cls, {**spec.options, **common, **values}, f"config {config}")
+    return child_options("train", config, [common, values], "proxy validation")
 
 
 def _proxy_scores(ctx: JobContext, name: str, overrides: dict, teachers, candidates: list[dict], state: dict) -> None:

@@ -18,8 +18,8 @@ from typing import Any, Iterator
 
 from mtl.errors import UserError
 from mtl.jobs import register_job
-from mtl.jobs.context import JobContext
-from mtl.jobs.nested import active_stop
+from mtl.runner.context import JobContext
+from mtl.runner.stop import active_stop
 from mtl.jobs.search_options import SearchOptions
 from mtl.jobs.search_setup import build_objective, build_optimizer, build_space
 from mtl.meta.pool import DEVICE_ENV, make_pool

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mtl.config.groups import layered
-from mtl.config.loader import load_config
 from mtl.config.options import build_options, option_fields
-from mtl.errors import UserError
-from mtl.jobs.nested import run_nested
+from mtl.runner.child_options import child_values
+from mtl.runner.nested import run_nested
 from mtl.jobs.train_objective import trial_slug
 from mtl.meta.objectives import OBJECTIVES
 from mtl.meta.space import Space
@@ -51,9 +49,7 @@ class SearchObjective:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        if load_config(self.config).job != "search":
-            raise UserError(f"search objective: config {self.config} is not a search job")
-        self._search_opts({}, 0)  # refuse bad options before the first candidate
+        self._search_opts({}, 0)  # refuse a bad config or bad options before the first candidate
 
     def __call__(self, params: dict, seed: int) -> dict:
         slug = trial_slug(params, seed)
@@ -75,8 +71,7 @@ class SearchObjective:
         cls = get_job("search").options_cls
         common = {"dataset": self.dataset, "task_choice": self.task_choice, "data_dir": self.data_dir,
                   "device": current_device()}
-        values = layered(cls, [load_config(self.config).options, common, self.options, {"seed": seed}],
-                         f"search objective ({self.config})")  # group options update the config's
+        values = child_values("search", self.config, [common, self.options, {"seed": seed}], "search objective")
         fields = option_fields(cls)
         settings = dict(values.get("optimizer_options", {}))
         for name, value in params.items():

@@ -22,7 +22,7 @@ from mtl.meta.space import PartitionBlock, Space, parse_hyperparameters
 from mtl.registry import unknown_name_message
 
 if TYPE_CHECKING:
-    from mtl.jobs.context import JobContext
+    from mtl.runner.context import JobContext
     from mtl.jobs.search_options import SearchOptions
 
 

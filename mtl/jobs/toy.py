@@ -13,7 +13,7 @@ from torch import nn
 from mtl.config.options import RunOptions, option
 from mtl.errors import UserError
 from mtl.jobs import register_job
-from mtl.jobs.context import JobContext
+from mtl.runner.context import JobContext
 from mtl.util.faults import maybe_inject_fault
 from mtl.util.rng import capture_rng_state, restore_rng_state
 

@@ -18,7 +18,7 @@ from mtl.data.domains import get_dataset
 from mtl.errors import UserError
 from mtl.jobs import register_job
 from mtl.jobs.backbone import NONE, load_backbone
-from mtl.jobs.context import JobContext
+from mtl.runner.context import JobContext
 from mtl.jobs.train_options import TrainOptions
 from mtl.jobs.train_setup import build_train_model, dataset_folder, init_from_run
 from mtl.methods import build_method

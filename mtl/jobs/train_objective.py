@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from mtl.config.loader import load_config
-from mtl.config.groups import layered
-from mtl.config.options import build_options, option_fields
+from mtl.config.options import option_fields
 from mtl.data.domains import task_families
 from mtl.errors import UserError
-from mtl.jobs.nested import run_nested
+from mtl.runner.child_options import child_options
+from mtl.runner.nested import run_nested
 from mtl.meta.objectives import OBJECTIVES
 from mtl.meta.partition import RECORD_KEY, candidate_partition, resolve_partition, save_partition
 from mtl.meta.space import Space
@@ -59,10 +58,7 @@ class TrainObjective:
     def __post_init__(self):
         if self.score not in SCORES:
             raise UserError(f"train objective: score must be one of {', '.join(SCORES)}, got {self.score!r}")
-        spec = load_config(self.config)
-        if spec.job != "train":
-            raise UserError(f"train objective: config {self.config} is a {spec.job!r} job, not a train job")
-        self._train_opts({}, 0)  # refuse bad options before the first candidate
+        self._train_opts({}, 0)  # refuse a bad config or bad options before the first candidate
 
     def __call__(self, params: dict, seed: int) -> dict:
         slug = trial_slug(params, seed)
@@ -76,14 +72,10 @@ class TrainObjective:
                 "run": f"{self.run_id}/trials/{slug}"}
 
     def _train_opts(self, overrides: dict, seed: int):
-        from mtl.jobs import get_job
-
-        cls = get_job("train").options_cls
+        """config < the search's data and device < the objective's options < the candidate's (its seed)."""
         common = {"dataset": self.dataset, "task_choice": self.task_choice, "data_dir": self.data_dir,
-                  "device": current_device()}
-        values = layered(cls, [{"seed": seed}, load_config(self.config).options, common, self.options, overrides],
-                         f"train objective ({self.config})")  # the seed unless set elsewhere
-        return build_options(cls, values, f"train objective ({self.config})")
+                  "device": current_device(), "seed": seed}
+        return child_options("train", self.config, [common, self.options, overrides], "train objective")
 
     def _overrides(self, params: dict, seed: int, slug: str) -> dict:
         from mtl.jobs import get_job

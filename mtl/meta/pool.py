@@ -1,11 +1,12 @@
 """The worker-pool protocol, its errors and what every backend shares; `make_pool` builds one by name.
 
-Protocol (`WorkerPool`): `submit(candidate) -> concurrent.futures.Future` of a dict
+Protocol (`WorkerPool`): `submit(work) -> concurrent.futures.Future` of a dict
 {"result": <objective's dict>, "worker": str, "duration": float}; `as_completed(futures)` yields
 futures as they finish (and drives the in-process and local pools: work starts when it is awaited);
 `close()`. A failed evaluation is a future holding an exception (`EvaluationError`, `WorkerCrashed`,
 or Ray's errors) — retrying and recording are the search loop's job, not the pool's.
-Backends: "inprocess" and "local" (mtl/meta/workers.py), "ray" (mtl/meta/ray_pool.py).
+Backends: "inprocess" and "local" (mtl/meta/workers.py), "ray" (mtl/meta/ray_pool.py). What a pool
+runs is anything with `id`, `params` and `seed`: a search's `Candidate`, or a `Work` item (a child run).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import time
 import traceback
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Protocol
 
 from mtl.meta.optimizers.base import Candidate
@@ -25,6 +27,15 @@ BACKENDS = Registry("worker backend", modules={"inprocess": "mtl.meta.workers", 
                                                "ray": "mtl.meta.ray_pool"})
 
 DEVICE_ENV = "MTL_DEVICE"  # where a worker's objective should run ("cpu", "cuda:0")
+
+
+@dataclass(frozen=True)
+class Work:
+    """One call `objective(params, seed)` for a pool that is not a search's (e.g. a child run)."""
+
+    id: str
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
 
 
 class EvaluationError(Exception):

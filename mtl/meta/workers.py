@@ -108,10 +108,13 @@ class LocalProcessPool(QueuedPool):
         devices: one entry per worker ("cuda:1", "cpu", ...). Default: every visible GPU, else
             `num_workers` (default: CPU count) CPU workers.
         num_workers: number of CPU workers when no devices are given and no GPU is visible.
+        fresh_processes: a new worker process for every job (its time and peak memory are its own).
     """
 
-    def __init__(self, objective, devices: list[str] | None = None, num_workers: int | None = None):
+    def __init__(self, objective, devices: list[str] | None = None, num_workers: int | None = None,
+                 fresh_processes: bool = False):
         self._batched = hasattr(objective, "evaluate_batch")
+        self._fresh = fresh_processes
         self._payload = pickle.dumps(objective)
         devices = devices or _default_devices(num_workers)
         cpu_workers = sum(d == "cpu" for d in devices)
@@ -166,7 +169,8 @@ class LocalProcessPool(QueuedPool):
             slot.conn = None
         parent, child = self._context.Pipe()
         threads = self._threads if slot.device == "cpu" else 0
-        slot.process = self._context.Process(target=_worker_main, args=(child, slot.device, threads, self._payload),
+        slot.process = self._context.Process(target=_worker_main,
+                                             args=(child, slot.device, threads, self._payload, self._fresh),
                                              daemon=True, name=f"mtl-worker-{slot.device}")
         slot.process.start()
         child.close()
@@ -187,6 +191,8 @@ class LocalProcessPool(QueuedPool):
             if slot.conn.poll():
                 answers = slot.conn.recv()
                 job, slot.job = slot.job, None
+                if self._fresh:  # the worker exits after its one job
+                    _retire(slot)
                 for (future, _), (kind, payload) in zip(job, answers):
                     if kind == "ok":
                         future.set_result(payload)
@@ -222,6 +228,16 @@ def _default_devices(num_workers: int | None) -> list[str]:
     return ["cpu"] * (num_workers or os.cpu_count() or 1)
 
 
+def _retire(slot: _Slot) -> None:
+    """Wait for a worker that ended itself after its job (a fresh-processes pool)."""
+    slot.process.join(timeout=30)
+    if slot.process.is_alive():
+        slot.process.kill()
+        slot.process.join()
+    slot.conn.close()
+    slot.process, slot.conn = None, None
+
+
 def _stop(slot: _Slot) -> None:
     """Ask an idle worker to exit; kill a busy one (its job is abandoned)."""
     if slot.job is None:
@@ -253,9 +269,9 @@ def _pin_device(device: str, threads: int) -> None:
             sys.modules["torch"].set_num_threads(threads)
 
 
-def _worker_main(conn, device: str, threads: int, payload: bytes) -> None:
+def _worker_main(conn, device: str, threads: int, payload: bytes, one_job: bool = False) -> None:
     """Worker process loop: receive a list of candidates, send one ("ok", outcome) or ("error",
-    traceback) per candidate; None ends."""
+    traceback) per candidate; None ends, and so does the first job's answer when `one_job`."""
     _pin_device(device, threads)
     worker = f"{socket.gethostname()}:{os.getpid()}:{device}"
     try:
@@ -273,3 +289,5 @@ def _worker_main(conn, device: str, threads: int, payload: bytes) -> None:
             conn.send([("error", load_error)] * len(candidates))
         else:
             conn.send(evaluate_share(objective, candidates, worker))
+        if one_job:
+            return

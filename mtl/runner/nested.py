@@ -10,42 +10,19 @@ folder (config.json, status.json, log.txt, checkpoints/, events, results.json) a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import datetime as dt
 import logging
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from mtl.config.options import build_options, option_fields
 from mtl.errors import UserError
 from mtl.jobs import get_job
-from mtl.jobs.context import JobContext
+from mtl.runner.execute import config_record, execute
+from mtl.runner.stop import current_stop
 from mtl.util.atomic import read_json
-from mtl.train.divergence import Diverged
-from mtl.util.checkpoint import CheckpointStore
-from mtl.util.device import resolve_device
-from mtl.util.rng import seed_everything
 from mtl.util.run_dir import RunDir, resolve_run_path
-from mtl.util.signals import Interrupted, StopFlag
-from mtl.util.tensorboard import MetricsWriter
-
-_active_stop: list[StopFlag] = []  # the stop flag of the job running in this process (innermost last)
-
-
-@contextlib.contextmanager
-def active_stop(flag: StopFlag) -> Iterator[None]:
-    """Make `flag` the one nested runs started in this process (e.g. by an objective) poll."""
-    _active_stop.append(flag)
-    try:
-        yield
-    finally:
-        _active_stop.remove(flag)
-
-
-def current_stop() -> StopFlag:
-    """The stop flag of the enclosing job, or a fresh one (never set) in a worker process."""
-    return _active_stop[-1] if _active_stop else StopFlag()
+from mtl.util.signals import StopFlag
 
 
 def nested_status(exp_root: str | Path, exp_id: str) -> str:
@@ -93,9 +70,13 @@ def run_nested(job_name: str, opts: Any, exp_root: str | Path, exp_id: str, *, s
         opts.check_inputs()
         run.create()
     try:
-        run.write_config({"job": job.name, "config": note or "nested", "options": options,
-                          "command": None, "written": dt.datetime.now().isoformat(timespec="seconds")})
-        return _launch(job, opts, run, resuming, stop or current_stop())
+        run.write_config(config_record(job, opts, note or "nested", None))
+        log, handler = _run_logger(run)
+        try:
+            return execute(job, opts, run, resuming=resuming, log=log, stop=stop or current_stop())
+        finally:
+            log.removeHandler(handler)
+            handler.close()
     finally:
         run.unlock()
 
@@ -121,38 +102,6 @@ def _check_same_run(job, saved: dict, options: dict, run: RunDir) -> None:
     if unsafe:
         raise UserError(f"{run.exp_id} was started with other settings ({', '.join(unsafe)} differ), which cannot "
                         f"change on a continue. Move {run.path} aside to redo it, or use another run name.")
-
-
-def _launch(job, opts, run: RunDir, resuming: bool, stop: StopFlag) -> dict[str, Any]:
-    log, handler = _run_logger(run)
-    checkpoints = CheckpointStore(run.checkpoint_dir, opts.keep_checkpoints, job.higher_is_better)
-    tb = MetricsWriter(run.path, purge_step=checkpoints.latest_step() if resuming else None)
-    run.write_status("running", job=job.name)
-    log.info("%s %s run in %s", "continuing" if resuming else "starting", job.name, run.path)
-    if resuming and checkpoints.latest_step() is None:
-        log.warning("no checkpoint in %s: starting from step 0", run.checkpoint_dir)
-    try:
-        device = resolve_device(opts.device)
-        seed_everything(opts.seed)
-        with active_stop(stop):
-            results = job.run(JobContext(opts, run, device, log, tb, checkpoints, stop, resuming))
-        run.write_results(results)
-        run.write_status("done", job=job.name)
-        return results
-    except Interrupted as stopped:
-        run.write_status("interrupted", job=job.name, signal=str(stopped))
-        raise
-    except Diverged as err:
-        run.write_status("diverged", job=job.name, error=str(err))
-        raise
-    except BaseException as err:
-        run.write_status("failed", job=job.name, error=f"{type(err).__name__}: {err}",
-                         user_error=isinstance(err, UserError))
-        raise
-    finally:
-        tb.close()
-        log.removeHandler(handler)
-        handler.close()
 
 
 class _Prefix(logging.Filter):
