@@ -11,7 +11,7 @@ import pytest
 from distill_helpers import train_tiny_teachers
 
 from mtl.config.cli import parse_args, resolve_new
-from mtl.jobs.train_objective import trial_slug
+from mtl.jobs.trial_objective import trial_slug
 from mtl.jobs.search_setup import build_optimizer
 from mtl.meta.results_store import ResultsStore
 

@@ -163,7 +163,10 @@ def test_a_run_started_before_the_change_resumes_exactly(cli):
     assert straight.returncode == 0, straight.stderr
     old, new = (json.loads((cli.cwd / "exp" / run / "results.json").read_text()) for run in ("old", "new"))
     assert old["evaluations"] == new["evaluations"] == 96
-    assert old["best"]["score"] == new["best"]["score"] == -1.3191824498487823  # the pre-change straight run's
+    # The fixture's first evaluations were computed by the numpy of its day; another numpy build may round
+    # the debug objective's last bit differently (seen: 2.4.6 vs the fixture's), so within 1e-12, not ==.
+    assert old["best"]["score"] == pytest.approx(new["best"]["score"], rel=1e-12, abs=0)
+    assert new["best"]["score"] == pytest.approx(-1.3191824498487823, rel=1e-12, abs=0)  # the pre-change run's
 
 
 def test_proxy_and_share_amt_defaults_are_defined_once():

@@ -18,33 +18,22 @@ import numpy as np
 from mtl.config.options import build_options, option_fields
 from mtl.runner.child_options import child_values
 from mtl.runner.nested import run_nested
-from mtl.jobs.train_objective import trial_slug
+from mtl.jobs.trial_objective import TrialObjective
 from mtl.meta.objectives import OBJECTIVES
-from mtl.meta.space import Space
 from mtl.meta.results_store import ResultsStore
-from mtl.meta.pool import current_device
 
 
 @OBJECTIVES.register("search")
 @dataclass
-class SearchObjective:
+class SearchObjective(TrialObjective):
     """A search run per candidate; score = mean score of its last generation.
 
-    Args:
-        space: the outer search space (hyperparameters of the child search).
-        exp_root / run_id: where the outer search runs; children go to exp_root/run_id/trials/.
-        dataset / task_choice / data_dir: the children's tasks and data (from the outer search).
+    Args (besides TrialObjective's; the space holds hyperparameters of the child search):
         config: the search config the children start from (exp.es_dist).
         options: search option overrides for every child (e.g. {"budget": 5000}); a dict option
             given here (optimizer_options, objective_options) updates the config's.
     """
 
-    space: Space
-    exp_root: str
-    run_id: str
-    dataset: str = "decathlon"
-    task_choice: str = "1-2-3-4-5-6-7-8-9"
-    data_dir: str = "data"
     config: str = "exp.es_dist"
     options: dict = field(default_factory=dict)
 
@@ -52,9 +41,8 @@ class SearchObjective:
         self._search_opts({}, 0)  # refuse a bad config or bad options before the first candidate
 
     def __call__(self, params: dict, seed: int) -> dict:
-        slug = trial_slug(params, seed)
+        slug, exp_id = self.trial_id(params, seed)
         opts = self._search_opts(params, seed)
-        exp_id = f"{self.run_id}/trials/{slug}"
         results = run_nested("search", opts, self.exp_root, exp_id, note=f"trial {slug}")
         best = results.get("best") or {}
         with ResultsStore(Path(self.exp_root) / exp_id / results["store"]) as store:
@@ -69,9 +57,8 @@ class SearchObjective:
         from mtl.jobs import get_job
 
         cls = get_job("search").options_cls
-        common = {"dataset": self.dataset, "task_choice": self.task_choice, "data_dir": self.data_dir,
-                  "device": current_device()}
-        values = child_values("search", self.config, [common, self.options, {"seed": seed}], "search objective")
+        values = child_values("search", self.config, [self.inherited(), self.options, {"seed": seed}],
+                              "search objective")
         fields = option_fields(cls)
         settings = dict(values.get("optimizer_options", {}))
         for name, value in params.items():

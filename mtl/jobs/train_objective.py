@@ -10,8 +10,6 @@ Params map to train options: `partition` (raw [2, N, N]) -> a partition file; `s
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,32 +23,22 @@ from mtl.runner.child_options import child_options
 from mtl.runner.nested import run_nested
 from mtl.meta.objectives import OBJECTIVES
 from mtl.meta.partition import RECORD_KEY, candidate_partition, resolve_partition, save_partition
-from mtl.meta.space import Space
-from mtl.meta.pool import current_device
+from mtl.jobs.trial_objective import TrialObjective
 
 SCORES = ("mean_val_accuracy", "decathlon_score")
 
 
 @OBJECTIVES.register("train")
 @dataclass
-class TrainObjective:
+class TrainObjective(TrialObjective):
     """A training run per candidate; score = its final mean validation accuracy (or decathlon score).
 
-    Args:
-        space: the search space (its partition block's tasks must match the training's).
-        exp_root / run_id: where the search runs; trials go to exp_root/run_id/trials/.
-        dataset / task_choice / data_dir: the tasks and data (from the search's options).
+    Args (besides TrialObjective's; the space's partition block's tasks must match the training's):
         config: the train config the trials start from (exp.dec, exp.mini_dec, ...).
         options: train option overrides for every trial (e.g. {"num_rounds": 2}).
         score: "mean_val_accuracy" or "decathlon_score".
     """
 
-    space: Space
-    exp_root: str
-    run_id: str
-    dataset: str = "decathlon"
-    task_choice: str = "1-2-3-4-5-6-7-8-9"
-    data_dir: str = "data"
     config: str = "exp.dec"
     options: dict = field(default_factory=dict)
     score: str = "mean_val_accuracy"
@@ -61,21 +49,18 @@ class TrainObjective:
         self._train_opts({}, 0)  # refuse a bad config or bad options before the first candidate
 
     def __call__(self, params: dict, seed: int) -> dict:
-        slug = trial_slug(params, seed)
-        overrides = self._overrides(params, seed, slug)
-        opts = self._train_opts(overrides, seed)
-        results = run_nested("train", opts, self.exp_root, f"{self.run_id}/trials/{slug}", note=f"trial {slug}")
-        tasks = results["tasks"]
-        fractions = self._channel_use(opts, tasks)
+        slug, run_id = self.trial_id(params, seed)
+        opts = self._train_opts(self._overrides(params, seed, slug), seed)
+        results = run_nested("train", opts, self.exp_root, run_id, note=f"trial {slug}")
+        fractions = self._channel_use(opts, results["tasks"])
         return {"score": float(results[self.score]), "per_task": dict(results["val_accuracy"]),
                 "resource": float(np.mean(list(fractions.values()))), "resource_per_task": fractions,
-                "run": f"{self.run_id}/trials/{slug}"}
+                "run": run_id}
 
     def _train_opts(self, overrides: dict, seed: int):
         """config < the search's data and device < the objective's options < the candidate's (its seed)."""
-        common = {"dataset": self.dataset, "task_choice": self.task_choice, "data_dir": self.data_dir,
-                  "device": current_device(), "seed": seed}
-        return child_options("train", self.config, [common, self.options, overrides], "train objective")
+        layers = [{**self.inherited(), "seed": seed}, self.options, overrides]
+        return child_options("train", self.config, layers, "train objective")
 
     def _overrides(self, params: dict, seed: int, slug: str) -> dict:
         from mtl.jobs import get_job
@@ -109,11 +94,3 @@ class TrainObjective:
         partition = resolve_partition(opts.partition, tasks, seed=opts.partition_seed,
                                       families=task_families(opts.dataset, tasks))
         return {t: float(f) for t, f in zip(tasks, partition.channel_use())}
-
-
-def trial_slug(params: dict, seed: int) -> str:
-    """A stable, readable run name for a candidate: its scalar params, plus a hash of everything."""
-    digest = hashlib.sha1(json.dumps([params, seed], sort_keys=True).encode()).hexdigest()[:10]
-    scalars = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items())
-               if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return "_".join([*scalars, digest])
