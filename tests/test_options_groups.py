@@ -189,3 +189,16 @@ def test_proxy_and_share_amt_defaults_are_defined_once():
         assert not re.search(r"[=(]\s*3000\b", (repo / path).read_text()), path  # steps, val_images: PROXY
     for path in ("meta/partition.py", "models/partitioned.py"):
         assert "share_amt: float = 0.75" not in (repo / path).read_text(), path
+
+
+@pytest.mark.parametrize("kind", ["method", "optimizer", "objective"])
+def test_every_plugin_option_has_a_help_line(kind):
+    from mtl.config.groups import plugin_params
+    from mtl.meta.objectives import OBJECTIVES
+    from mtl.meta.optimizers import OPTIMIZERS
+    from mtl.methods.base import METHODS
+
+    registry = {"method": METHODS, "optimizer": OPTIMIZERS, "objective": OBJECTIVES}[kind]
+    missing = {name: [k for k, p in (plugin_params(kind, name) or {}).items() if not p.help]
+               for name in registry.available()}
+    assert not {n: m for n, m in missing.items() if m}, "plug-in options that --help would list without a line"

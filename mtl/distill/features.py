@@ -117,9 +117,7 @@ class FeatureCache:
 
     def student_shape(self) -> tuple[int, int, int]:
         """(trunk channels, last-stage channels, blocks in the last stage) of the teachers."""
-        model = next(iter(self.teachers.values())).model
-        last = model.stages[-1]
-        return last[0].c_in, last[0].c_out, len(last)
+        return next(iter(self.teachers.values())).model.last_stage_shape()
 
     def nbytes(self) -> int:
         """Bytes held by the cache (or the stored images in uncached mode)."""

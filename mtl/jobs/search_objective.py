@@ -28,7 +28,9 @@ from mtl.meta.results_store import ResultsStore
 class SearchObjective(TrialObjective):
     """A search run per candidate; score = mean score of its last generation.
 
-    Args (besides TrialObjective's; the space holds hyperparameters of the child search):
+    The space holds hyperparameters of the child search; TrialObjective holds the other fields.
+
+    Args:
         config: the search config the children start from (exp.es_dist).
         options: search option overrides for every child (e.g. {"budget": 5000}); a dict option
             given here (optimizer_options, objective_options) updates the config's.

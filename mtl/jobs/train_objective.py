@@ -33,7 +33,9 @@ SCORES = ("mean_val_accuracy", "decathlon_score")
 class TrainObjective(TrialObjective):
     """A training run per candidate; score = its final mean validation accuracy (or decathlon score).
 
-    Args (besides TrialObjective's; the space's partition block's tasks must match the training's):
+    The space's partition block's tasks must match the training's; TrialObjective holds the other fields.
+
+    Args:
         config: the train config the trials start from (exp.dec, exp.mini_dec, ...).
         options: train option overrides for every trial (e.g. {"num_rounds": 2}).
         score: "mean_val_accuracy" or "decathlon_score".

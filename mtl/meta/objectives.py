@@ -57,6 +57,10 @@ class DebugObjective:
 
     `target` is drawn uniformly from [0.1, 0.9]^dim with `target_seed`. Per task, the same distance
     over that task's coordinates. Resource = the partition's forward diagonal (channel fractions).
+
+    Args:
+        target_seed: seed of the hidden optimum.
+        noise: standard deviation of the noise added to each score.
     """
 
     space: Space

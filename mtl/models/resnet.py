@@ -211,6 +211,12 @@ class ResNet26(nn.Module):
 
     # --- hooks for distillation ---------------------------------------------------------------
 
+    def last_stage_shape(self) -> tuple[int, int, int]:
+        """(channels into the last stage, its channels, its blocks): what a distilled student's last
+        stage must match."""
+        last = self.stages[-1]
+        return last[0].c_in, last[0].c_out, len(last)
+
     def trunk(self, x: Tensor, task: str | int) -> Tensor:
         """Full-width output of the stem and every stage but the last (the part `last_third_only`
         freezes); the input of `features`."""

@@ -18,7 +18,13 @@ from mtl.meta.space import Hyperparameter, Space
 
 @OPTIMIZERS.register("grid")
 class GridSearch(MetaOptimizer):
-    """Exhaustive grid in row-major order (last dimension fastest); finished when enumerated."""
+    """Exhaustive grid in row-major order (last dimension fastest); finished when enumerated.
+
+    Args:
+        steps: points per continuous dimension (evenly spaced, both ends included).
+        batch_size: candidates per generation (how many are in flight together).
+        max_points: refuse a grid of more points than this (a user error before anything runs).
+    """
 
     name = "grid"
 

@@ -13,7 +13,11 @@ from mtl.meta.space import Space
 
 @OPTIMIZERS.register("random")
 class RandomSearch(MetaOptimizer):
-    """Independent samples, best by score; `batch_size` only sets how many are in flight together."""
+    """Independent samples, best by score.
+
+    Args:
+        batch_size: candidates per generation; sets only how many are in flight together.
+    """
 
     name = "random"
 

@@ -19,7 +19,13 @@ from mtl.meta.space import Space
 
 @OPTIMIZERS.register("runner")
 class Runner(MetaOptimizer):
-    """Evaluates `variants` ({name: params}) `trials` times each; finished after one generation."""
+    """Evaluates `variants` ({name: params}) `trials` times each; finished after one generation.
+
+    Args:
+        variants: {name: params} of the fixed candidates (a name may not contain "/").
+        trials: evaluations of each variant; the variants of one trial share its seed.
+        per_task: run every variant once per task, on that task alone (single-task baselines).
+    """
 
     name = "runner"
 
