@@ -14,6 +14,7 @@ from typing import Any
 from mtl.config.coerce import check_bounds, coerce_settings, coerce_value  # noqa: F401  (the one coercer)
 from mtl.config.groups import Group, apply_values, describe_group, field_types, option_fields, resolve_groups
 from mtl.config.groups import type_name as groups_type_name
+from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
 
 
@@ -61,6 +62,20 @@ class RunOptions:
         for name in ("checkpoint_every", "keep_checkpoints", "log_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name} must be at least 1 (got {getattr(self, name)}).")
+
+
+@dataclass
+class TaskOptions(RunOptions):
+    """Options of a job on some tasks of a dataset: the tasks group."""
+
+    dataset: str = option("mini_decathlon", "dataset under data_dir", choices=DATASET_CHOICES)
+    task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
+
+    def task_names(self) -> list[str]:
+        """The chosen domains, in task order; UserError for a bad --task_choice."""
+        from mtl.data.domains import choose_tasks
+
+        return choose_tasks(self.dataset, self.task_choice)
 
 
 def build_options(cls: type, values: dict[str, Any], source: str, notes: list[str] | None = None) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mtl.config.options import RunOptions, option
+from mtl.config.options import TaskOptions, option
 from mtl.config.proxy import PROXY
 from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
@@ -13,11 +13,10 @@ READOUTS = ("original", "teacher_bn")  # proxy_readout's choices, implemented in
 
 
 @dataclass
-class DistillOptions(RunOptions):
+class DistillOptions(TaskOptions):
     """Score a partition: a partitioned student learns the teachers' last-stage features (original §3.8)."""
 
-    dataset: str = option("decathlon", "dataset under data_dir", choices=DATASET_CHOICES)
-    task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names")
+    dataset: str = option("decathlon", "dataset under data_dir", choices=DATASET_CHOICES)  # the original's
     teachers: str = option("teachers", "single-task teacher runs: comma list of exp/<id> (one per task) or a "
                            "folder of runs (relative to the experiment root or a path)")
     width: float = option(1.0, "channel width factor (must match the teachers)", above=0)
@@ -75,9 +74,3 @@ class DistillOptions(RunOptions):
         from mtl.meta.partition import check_partition_spec
 
         check_partition_spec(self.partition)
-
-    def task_names(self) -> list[str]:
-        """The chosen domains, in task order; UserError for a bad --task_choice."""
-        from mtl.data.domains import choose_tasks
-
-        return choose_tasks(self.dataset, self.task_choice)

@@ -5,17 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtl.config.groups import Group
-from mtl.config.options import RunOptions, option
-from mtl.data.domains import DATASET_CHOICES
+from mtl.config.options import TaskOptions, option
 from mtl.errors import UserError
 
 
 @dataclass
-class PipelineOptions(RunOptions):
+class PipelineOptions(TaskOptions):
     """Every stage is a nested run under exp/<id>/, skipped when done, continued when cut short."""
 
-    dataset: str = option("mini_decathlon", "dataset of every stage", choices=DATASET_CHOICES)
-    task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
     train_options: dict = option({}, "train options for every training stage (teachers and retrains), "
                                      "e.g. --train.width 0.25", group=Group("train", job="train",
                                                                              config="retrain_config"))
@@ -70,9 +67,3 @@ class PipelineOptions(RunOptions):
                             "share_fwd_only, random; share_fixed amounts go in --share_fixed, the families "
                             "oracle is --oracle).")
         self.task_names()
-
-    def task_names(self) -> list[str]:
-        """The chosen domains, in task order; UserError for a bad --task_choice."""
-        from mtl.data.domains import choose_tasks
-
-        return choose_tasks(self.dataset, self.task_choice)

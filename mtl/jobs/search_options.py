@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtl.config.groups import Group
-from mtl.config.options import RunOptions, option
-from mtl.data.domains import DATASET_CHOICES
+from mtl.config.options import TaskOptions, option
 from mtl.errors import UserError
 
 BACKEND_CHOICES = ("inprocess", "local", "ray")
 
 
 @dataclass
-class SearchOptions(RunOptions):
+class SearchOptions(TaskOptions):
     """A meta-optimizer proposes candidates, an objective scores them, the results store keeps every one."""
 
     optimizer: str = option("es", "meta-optimizer: es, es_multiobjective, random, grid, runner or nevergrad")
@@ -28,9 +27,6 @@ class SearchOptions(RunOptions):
                                      "proxy (distillation) or train (a full training run each)")
     objective_options: dict = option({}, "settings of --objective (--help with it lists them)",
                                      group=Group("objective", kind="objective", plugin="objective"))
-    dataset: str = option("mini_decathlon", "dataset whose tasks the partition covers",
-                          choices=DATASET_CHOICES)
-    task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
     search_partition: bool = option(True, "search the partition matrices of the chosen tasks")
     restrict_amt: float = option(0.5, "mean channel fraction of random partitions (the original's restrict_amt)",
                                  at_least=0, at_most=1)
@@ -74,12 +70,6 @@ class SearchOptions(RunOptions):
         check_objective_name(self.objective)
         check_objective_options(self)
         build_optimizer(self, self.build_space())  # refuses unknown optimizers and bad optimizer_options early
-
-    def task_names(self) -> list[str]:
-        """The chosen domains, in task order; UserError for a bad --task_choice."""
-        from mtl.data.domains import choose_tasks
-
-        return choose_tasks(self.dataset, self.task_choice)
 
     def build_space(self):
         """The declared search space: the tasks' partition block and/or the hyperparameter ranges."""

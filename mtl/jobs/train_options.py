@@ -5,19 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mtl.config.groups import Group
-from mtl.config.options import RunOptions, option
-from mtl.data.domains import DATASET_CHOICES
+from mtl.config.options import TaskOptions, option
 from mtl.errors import UserError
 
 
 @dataclass
-class TrainOptions(RunOptions):
+class TrainOptions(TaskOptions):
     """Multi-task training: by default as in the original (one task's batch per step, that task's own
     SGD: method 'naive'); any other --mtl_method takes one batch of every task per step and steps one
     SGD over shared and task parameters with the method's combined update."""
 
-    dataset: str = option("mini_decathlon", "dataset under data_dir", choices=DATASET_CHOICES)
-    task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
     model: str = option("partitioned_resnet26", "model: resnet26, partitioned_resnet26 or graph (--graph_model)")
     graph_model: list[dict] = option([], "graph-composed model: node dicts (name, module, anchor(s), loss, "
                                      "loss_weight); see mtl/models/graph_config.py; needs --model graph",
@@ -172,9 +169,3 @@ class TrainOptions(RunOptions):
                             "batch); run it in one process (python main.py)"
                             + (f" or use source {method.data_parallel_sources[0]}"
                                if method.data_parallel_sources else "") + ".")
-
-    def task_names(self) -> list[str]:
-        """The chosen domains, in task order; UserError for a bad --task_choice."""
-        from mtl.data.domains import choose_tasks
-
-        return choose_tasks(self.dataset, self.task_choice)
