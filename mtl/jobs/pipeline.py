@@ -61,12 +61,13 @@ def run_pipeline(ctx: JobContext) -> dict:
     teachers = _train_stages(ctx, {t: (f"teachers/{t}", opts.teacher_config, [base, *_teacher_layers(opts, t)])
                                    for t in tasks})
     teacher_ids = [f"{ctx.run.exp_id}/teachers/{t}" for t in tasks]
-    searches = {"es_best": "search"}
-    _search_stage(ctx, "search", teacher_ids, backbone=backbone)
+    searches = {"es_best": _search_spec(ctx, "search", teacher_ids, backbone=backbone)}
     if opts.random_search:
-        searches["random_best"] = "random_search"
-        _search_stage(ctx, "random_search", teacher_ids, backbone=backbone, optimizer="random",
-                      optimizer_options={"batch_size": opts.random_batch_size})
+        searches["random_best"] = _search_spec(ctx, "random_search", teacher_ids, backbone=backbone,
+                                               optimizer="random",
+                                               optimizer_options={"batch_size": opts.random_batch_size})
+    _side_by_side(ctx, searches)  # ES and random search are independent: two at a time with --parallel_stages
+    searches = {name: _stage_name(ctx, stage) for name, stage in searches.items()}
     partitions = _final_partitions(ctx, tasks, searches)
     proxy = _proxy_scores(ctx, teacher_ids, partitions, backbone)
     retrains = _train_stages(ctx, {
@@ -125,24 +126,27 @@ def _structure(opts: PipelineOptions, tasks: list[str], partitions: dict[str, Pa
 def _stage(ctx: JobContext, job: str, name: str, config: str, layers: list[dict],
            replace: dict | None = None) -> dict[str, Any]:
     """Options from `config` < the pipeline's common options < `layers` (< `replace`, not merged); run it."""
-    return _run_stage(ctx, _stage_spec(ctx, job, name, config, layers, replace), config)
+    return _run_stage(ctx, _stage_spec(ctx, job, name, config, layers, replace))
 
 
-def _run_stage(ctx: JobContext, stage: Child, config: str) -> dict[str, Any]:
-    ctx.log.info("stage %s (%s %s)", _stage_name(ctx, stage), stage.job, config)
+def _run_stage(ctx: JobContext, stage: Child) -> dict[str, Any]:
+    ctx.log.info("stage %s (%s)", _stage_name(ctx, stage), stage.job)
     return run_children([stage], ctx.run.exp_root, stop=ctx.stop, log=ctx.log)[0]
 
 
 def _train_stages(ctx: JobContext, specs: dict[str, tuple[str, str, list[dict]]]) -> dict[str, dict[str, Any]]:
-    """Independent train stages (key -> (name, config, layers)): one after the other, or --parallel_stages
-    at a time in worker processes (same runs, same numbers); their results by key."""
-    stages = {key: _stage_spec(ctx, "train", *spec) for key, spec in specs.items()}
+    """Independent train stages (key -> (name, config, layers)); their results by key."""
+    return _side_by_side(ctx, {key: _stage_spec(ctx, "train", *spec) for key, spec in specs.items()})
+
+
+def _side_by_side(ctx: JobContext, stages: dict[Any, Child]) -> dict[Any, dict[str, Any]]:
+    """Independent stages: one after the other, or --parallel_stages at a time in worker processes
+    (same runs, same numbers); their results by key."""
     done = _run_parallel(ctx, stages) if ctx.opts.parallel_stages > 1 else {}
-    return {key: done[key] if key in done else _run_stage(ctx, stage, specs[key][1])
-            for key, stage in stages.items()}
+    return {key: done[key] if key in done else _run_stage(ctx, stage) for key, stage in stages.items()}
 
 
-def _run_parallel(ctx: JobContext, stages: dict[str, Child]) -> dict[str, dict[str, Any]]:
+def _run_parallel(ctx: JobContext, stages: dict[Any, Child]) -> dict[Any, dict[str, Any]]:
     """The stages not done yet, in worker processes; their results by key ({} when fewer than two are
     left: those run in-process, without starting workers)."""
     to_run = [key for key, s in stages.items() if not nested_done(s.job, s.opts, ctx.run.exp_root, s.exp_id)]
@@ -150,7 +154,8 @@ def _run_parallel(ctx: JobContext, stages: dict[str, Child]) -> dict[str, dict[s
         return {}
     ctx.stop.raise_if_requested()
     workers = min(ctx.opts.parallel_stages, len(to_run))
-    ctx.log.info("stages %s (train), %d at a time", ", ".join(_stage_name(ctx, stages[k]) for k in to_run), workers)
+    ctx.log.info("stages %s (%s), %d at a time", ", ".join(_stage_name(ctx, stages[k]) for k in to_run),
+                 ", ".join(sorted({stages[k].job for k in to_run})), workers)
     results = run_children([stages[k] for k in to_run], ctx.run.exp_root, stop=ctx.stop, log=ctx.log,
                            workers=workers, device=ctx.device, threads=ctx.opts.num_threads)
     return dict(zip(to_run, results))
@@ -173,8 +178,8 @@ def _teacher_layers(opts: PipelineOptions, task: str) -> list[dict]:
     return [{"task_choice": task, "model": "resnet26"}, opts.train_options, opts.teacher_options]
 
 
-def _search_stage(ctx: JobContext, name: str, teacher_ids: list[str], backbone: str = "none",
-                  **replace: Any) -> dict[str, Any]:
+def _search_spec(ctx: JobContext, name: str, teacher_ids: list[str], backbone: str = "none",
+                 **replace: Any) -> Child:
     """A search stage: the search config < the pipeline's search_options < budget, objective (not merged)
     < `replace`. Random search and the proxy scores keep the ES stage's settings but not its optimizer's."""
     opts = ctx.opts
@@ -183,7 +188,7 @@ def _search_stage(ctx: JobContext, name: str, teacher_ids: list[str], backbone: 
         layer = {k: v for k, v in layer.items() if k not in ("optimizer", "optimizer_options")}
     fixed = {"budget": opts.budget, "objective": opts.objective,
              "objective_options": _objective_options(opts, teacher_ids, backbone)}
-    return _stage(ctx, "search", name, opts.search_config, [layer], replace={**fixed, **replace})
+    return _stage_spec(ctx, "search", name, opts.search_config, [layer], replace={**fixed, **replace})
 
 
 def _objective_options(opts: PipelineOptions, teacher_ids: list[str], backbone: str = "none") -> dict:
@@ -235,9 +240,10 @@ def _proxy_scores(ctx: JobContext, teacher_ids: list[str], partitions: dict[str,
     """Every final partition scored by the objective in one runner search (same seed: a fair comparison)."""
     # each scored on the masks its retrains use
     variants = {name: rescoring_params(load_partition(path)) for name, path in partitions.items()}
-    _search_stage(ctx, "proxy_scores", teacher_ids, backbone=backbone, optimizer="runner",
-                  optimizer_options={"variants": variants, "trials": 1}, budget=len(variants),
-                  search_partition=True, fixed_fraction=0.0, hyperparameters=[], hyperparameters_file="")
+    _run_stage(ctx, _search_spec(ctx, "proxy_scores", teacher_ids, backbone=backbone, optimizer="runner",
+                                 optimizer_options={"variants": variants, "trials": 1}, budget=len(variants),
+                                 search_partition=True, fixed_fraction=0.0, hyperparameters=[],
+                                 hyperparameters_file=""))
     with ResultsStore(ctx.run.path / "proxy_scores" / "results.sqlite") as store:
         rows = store.evaluations()
     return {e.candidate_id.split("/", 1)[1]: {"score": e.score, "per_task": e.per_task} for e in rows if e.ok}
