@@ -81,3 +81,15 @@ def test_the_local_pool_reuses_its_worker_or_starts_a_fresh_one_per_job(fresh):
             [future] = pool.as_completed([pool.submit(Work(f"w{k}"))])
             pids.append(future.result()["result"]["pid"])
     assert len(set(pids)) == (3 if fresh else 1)
+
+
+def test_a_stop_requested_before_the_children_start_starts_none(tmp_path):
+    import signal
+
+    from mtl.util.signals import Interrupted
+
+    stop = StopFlag()
+    stop.signum = signal.SIGTERM  # as when SIGTERM arrives between two benchmark runs
+    with pytest.raises(Interrupted):
+        run_children(_children("s"), tmp_path, stop=stop, log=LOG, workers=1)
+    assert [nested_status(tmp_path, f"s/c{k}") for k in range(3)] == ["missing"] * 3

@@ -19,9 +19,10 @@ from mtl.errors import UserError
 from mtl.jobs import register_job
 from mtl.runner.children import Child, run_children
 from mtl.runner.context import JobContext
+from mtl.util.atomic import atomic_write_bytes, atomic_write_json, read_json
+from mtl.util.run_dir import RunDir, resolve_run_path
 from mtl.jobs.train_options import TrainOptions
 from mtl.train.delta_m import delta_m, select_on_validation
-from mtl.util.atomic import atomic_write_bytes, atomic_write_json
 
 ALL_METHODS = ["naive", "sum", "mean", "uncertainty", "dwa", "rlw", "famo", "gradnorm", "mgda", "mgda_ub",
                "pcgrad", "cagrad", "imtl_g", "nash_mtl", "upgrad", "graddrop", "aligned_mtl", "rotate_only",
@@ -103,12 +104,19 @@ def run_methods_benchmark(ctx: JobContext) -> dict:
 def _run_child(ctx: JobContext, name: str, values: dict[str, Any]) -> dict[str, Any]:
     """Run (or reuse, or resume) child `name` in a fresh process, so that its time and peak memory are
     its own; its results, or a failure."""
-    opts = build_options(TrainOptions, values, f"benchmark run {name!r}")
-    child = Child("train", opts, f"{ctx.run.exp_id}/{name}", note=f"methods_benchmark {ctx.run.exp_id}")
+    exp_id = f"{ctx.run.exp_id}/{name}"
+    run = RunDir(resolve_run_path(ctx.run.exp_root, exp_id), exp_id)
+    if run.read_status().get("state") == "done" and run.results_path.exists():
+        # done, with options that differ at most in what a --continue may change (device, log_every, ...):
+        # its time and memory figures are those of the real run, not of an empty resume
+        ctx.log.info("  %s: done before, reusing its results", name)
+        return {"status": "done", **read_json(run.results_path)}
+    child = Child("train", build_options(TrainOptions, values, f"benchmark run {name!r}"), exp_id,
+                  note=f"methods_benchmark {ctx.run.exp_id}")
     [outcome] = run_children([child], ctx.run.exp_root, stop=ctx.stop, log=ctx.log, workers=1, fresh=True,
-                             keep_going=True)
+                             keep_going=True, device=ctx.device)
     if "failed" in outcome:
-        ctx.log.error("  %s: %s", name, outcome["failed"].splitlines()[0])
+        ctx.log.error("  %s failed: %s", name, outcome["failed"].strip().splitlines()[-1])
         return {"status": "failed", "error": outcome["failed"]}
     return {"status": "done", **outcome}
 

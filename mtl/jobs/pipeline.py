@@ -149,7 +149,8 @@ def _side_by_side(ctx: JobContext, stages: dict[Any, Child]) -> dict[Any, dict[s
 def _run_parallel(ctx: JobContext, stages: dict[Any, Child]) -> dict[Any, dict[str, Any]]:
     """The stages not done yet, in worker processes; their results by key ({} when fewer than two are
     left: those run in-process, without starting workers)."""
-    to_run = [key for key, s in stages.items() if not nested_done(s.job, s.opts, ctx.run.exp_root, s.exp_id)]
+    to_run = [key for key, s in stages.items()
+              if _runs_in_a_worker(s) and not nested_done(s.job, s.opts, ctx.run.exp_root, s.exp_id)]
     if len(to_run) <= 1:
         return {}
     ctx.stop.raise_if_requested()
@@ -159,6 +160,11 @@ def _run_parallel(ctx: JobContext, stages: dict[Any, Child]) -> dict[Any, dict[s
     results = run_children([stages[k] for k in to_run], ctx.run.exp_root, stop=ctx.stop, log=ctx.log,
                            workers=workers, device=ctx.device, threads=ctx.opts.num_threads)
     return dict(zip(to_run, results))
+
+
+def _runs_in_a_worker(stage: Child) -> bool:
+    """A worker process cannot start processes of its own: a search with a local or Ray pool runs here."""
+    return getattr(stage.opts, "backend", "inprocess") == "inprocess"
 
 
 def _stage_name(ctx: JobContext, stage: Child) -> str:

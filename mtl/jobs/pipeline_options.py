@@ -45,8 +45,10 @@ class PipelineOptions(TaskOptions):
     retrain_seeds: int = option(3, "training seeds of every retrained variant (table cells: mean ± std over them)")
     submission: bool = option(False, "write submission.json: the ES best retrain's test predictions with the "
                               "backbone's imagenet12 ones merged (the stages then predict their test splits)")
-    parallel_stages: int = option(1, "independent training stages (the teachers, the retrains) run this many at "
-                                     "a time, each in its own process (one per core or GPU); same numbers as 1",
+    parallel_stages: int = option(1, "independent stages (the teachers, the ES and random searches, the "
+                                     "retrains) run this many at a time, each in its own process (one per core "
+                                     "or GPU); same numbers as 1. A search with its own worker pool "
+                                     "(--search.backend local / ray) runs in this process",
                                   resume_safe=True)
     num_threads: int = option(0, "CPU threads of torch for every stage (0: torch's default, one per core)",
                               resume_safe=True)

@@ -191,16 +191,17 @@ class LocalProcessPool(QueuedPool):
             if slot.conn.poll():
                 answers = slot.conn.recv()
                 job, slot.job = slot.job, None
-                if self._fresh:  # the worker exits after its one job
-                    _retire(slot)
                 for (future, _), (kind, payload) in zip(job, answers):
                     if kind == "ok":
                         future.set_result(payload)
                     else:
                         future.set_exception(EvaluationError(payload))
+                if self._fresh:  # the worker exits after its one job
+                    _retire(slot)
                 return
         except (EOFError, OSError):
-            pass
+            if slot.job is None:  # answered; only its exit went wrong
+                return
         self._crashed(slot)
 
     def _crashed(self, slot: _Slot) -> None:
@@ -230,7 +231,7 @@ def _default_devices(num_workers: int | None) -> list[str]:
 
 def _retire(slot: _Slot) -> None:
     """Wait for a worker that ended itself after its job (a fresh-processes pool)."""
-    slot.process.join(timeout=30)
+    slot.process.join(timeout=5)
     if slot.process.is_alive():
         slot.process.kill()
         slot.process.join()

@@ -49,8 +49,8 @@ def run_children(children: list[Child], exp_root: str | Path, *, stop: StopFlag,
                  fresh: bool = False, keep_going: bool = False) -> list[dict]:
     """Run `children` (see the module docstring for where); their results in order.
 
-    A child's user error raises UserError; a child that failed raises RuntimeError, or with `keep_going`
-    its entry is {"failed": message} and the others run on. Raises Interrupted when stopped.
+    A child's user error raises UserError and a child that failed raises RuntimeError; with `keep_going`
+    either makes its entry {"failed": message} and the others run on. Raises Interrupted when stopped.
     """
     results: list[dict | None] = [None] * len(children)
     for i, child in enumerate(children):
@@ -64,6 +64,7 @@ def run_children(children: list[Child], exp_root: str | Path, *, stop: StopFlag,
         return results
     if not to_run:
         return results
+    stop.raise_if_requested()  # a stop that came before this call: start nothing
     runner = _ChildRunner(children, str(exp_root), threads)
     pool = LocalProcessPool(runner, devices=_devices(device, min(workers, len(to_run))), fresh_processes=fresh)
     futures = {pool.submit(Work(children[i].exp_id, {"index": i})): i for i in to_run}
@@ -100,7 +101,7 @@ def _in_process(child: Child, exp_root: str, stop: StopFlag, keep_going: bool) -
     stop.raise_if_requested()
     try:
         return run_nested(child.job, child.opts, exp_root, child.exp_id, stop=stop, note=child.note)
-    except (Interrupted, UserError):
+    except Interrupted:
         raise
     except Exception as err:  # noqa: BLE001 - keep_going: the child's status.json and log.txt say why
         if not keep_going:
@@ -140,6 +141,8 @@ def _outcome(child: Child, future, keep_going: bool) -> dict:
             return {"failed": message}
         raise RuntimeError(message) from None
     if "user_error" in outcome:
+        if keep_going:
+            return {"failed": f"UserError: {outcome['user_error']}"}
         raise UserError(f"{child.exp_id}: {outcome['user_error']}")
     return outcome
 
