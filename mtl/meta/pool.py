@@ -85,6 +85,11 @@ class QueuedPool(PoolBase):
         self._queue.append((future, candidate))
         return future
 
+    def cancel_queued(self) -> None:
+        """Cancel the work not yet handed to a worker (what is running is left to finish)."""
+        while self._queue:
+            self._queue.popleft()[0].cancel()
+
     def as_completed(self, futures: Iterable[Future]) -> Iterator[Future]:
         remaining = list(futures)
         while remaining:

@@ -103,8 +103,7 @@ class RayPool(QueuedPool):
         return len(self._slots)
 
     def close(self) -> None:
-        while self._queue:
-            self._queue.popleft()[0].cancel()
+        self.cancel_queued()
         for slot in getattr(self, "_slots", ()):
             for future, _ in slot.job or ():
                 future.set_exception(WorkerCrashed("the pool was closed during the evaluation"))

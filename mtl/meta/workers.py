@@ -129,11 +129,6 @@ class LocalProcessPool(QueuedPool):
             if slot.process is not None:
                 _stop(slot)
 
-    def cancel_queued(self) -> None:
-        """Cancel the candidates not yet sent to a worker (those running are left to finish)."""
-        while self._queue:
-            self._queue.popleft()[0].cancel()
-
     def signal_workers(self, signum: int) -> None:
         """Send `signum` to every live worker process (e.g. pass SIGTERM on so they checkpoint)."""
         for slot in self._slots:

@@ -7,12 +7,13 @@ numbers). Where it runs:
 - `workers=0`: one after another in this process (a child's exceptions reach the caller as raised);
 - `workers=N`: on the local worker pool the searches evaluate on (mtl/meta/workers.py), N spawned
   processes, each child in one; `fresh=True` starts a new process per child, so that its time and peak
-  memory are its own (the methods benchmark).
+  memory are its own (the methods benchmark). (Ray actors are not offered for child runs: tried, a
+  five-step toy child took five minutes in an actor, cause not found.)
 Stops:
 - SIGINT / SIGTERM to the parent is passed on to the workers as SIGTERM; each running child checkpoints
   and ends as "interrupted", children not started are not started, and the parent raises `Interrupted`.
-- A worker whose parent dies (SIGKILL) notices at its next step, checkpoints and exits, so nothing runs
-  on beside the `--continue` that follows; every child resumes from its own checkpoint.
+- A worker whose parent dies (SIGKILL) notices at its next step, checkpoints and exits, so nothing
+  runs on beside the `--continue` that follows; every child resumes from its own checkpoint.
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def run_children(children: list[Child], exp_root: str | Path, *, stop: StopFlag,
         return results
     stop.raise_if_requested()  # a stop that came before this call: start nothing
     runner = _ChildRunner(children, str(exp_root), threads)
-    pool = LocalProcessPool(runner, devices=_devices(device, min(workers, len(to_run))), fresh_processes=fresh)
+    workers = min(workers, len(to_run))
+    pool = LocalProcessPool(runner, devices=_devices(device, workers), fresh_processes=fresh)
     futures = {pool.submit(Work(children[i].exp_id, {"index": i})): i for i in to_run}
     stop.listeners.append(_pass_on(pool))
     try:
