@@ -111,7 +111,7 @@ def test_continue_of_a_done_pipeline_skips_every_stage(demo, mini_data_dir, caps
     assert main_module.run_cli(["-e", "demo", "--exp_root", str(demo), "--continue"]) == 0
     out = capsys.readouterr()
     assert "| ES best (searched) |" in out.out
-    assert not re.search(r"(starting|continuing) \w+ run \S+ in", out.err)  # no stage started or continued
+    assert not re.search(r"(starting|continuing) \w+ run demo/\S+ in", out.err)  # no stage started or continued
     assert {s: (demo / f"demo/{s}/results.json").stat().st_mtime_ns for s in STAGES} == before
 
 
