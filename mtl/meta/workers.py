@@ -191,8 +191,8 @@ class LocalProcessPool(QueuedPool):
                         future.set_result(payload)
                     else:
                         future.set_exception(EvaluationError(payload))
-                if self._fresh:  # the worker exits after its one job
-                    _retire(slot)
+                if self._fresh:  # the worker exits after its one job (idle now: _stop waits for that)
+                    _stop(slot)
                 return
         except (EOFError, OSError):
             if slot.job is None:  # answered; only its exit went wrong
@@ -222,16 +222,6 @@ def _default_devices(num_workers: int | None) -> list[str]:
     if gpus:
         return [f"cuda:{i}" for i in range(gpus)]
     return ["cpu"] * (num_workers or os.cpu_count() or 1)
-
-
-def _retire(slot: _Slot) -> None:
-    """Wait for a worker that ended itself after its job (a fresh-processes pool)."""
-    slot.process.join(timeout=5)
-    if slot.process.is_alive():
-        slot.process.kill()
-        slot.process.join()
-    slot.conn.close()
-    slot.process, slot.conn = None, None
 
 
 def _stop(slot: _Slot) -> None:

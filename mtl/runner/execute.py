@@ -46,7 +46,8 @@ def execute(job: Job, opts: Any, run: RunDir, *, resuming: bool, log: logging.Lo
     """Run `job` in `run` (its folder and config.json exist); returns its results. Raises what ended it,
     after recording it in status.json (rank 0 only)."""
     writes = dist.is_main
-    checkpoints = CheckpointStore(run.checkpoint_dir, opts.keep_checkpoints, job.higher_is_better) if writes else None
+    # constructing the store reads nothing: the followers touch the checkpoints only after the barrier
+    checkpoints = CheckpointStore(run.checkpoint_dir, opts.keep_checkpoints, job.higher_is_better)
     tb = NoMetrics()
     try:
         if writes:
@@ -57,7 +58,6 @@ def execute(job: Job, opts: Any, run: RunDir, *, resuming: bool, log: logging.Lo
             if resuming and latest is None:
                 log.warning("no checkpoint in %s: starting from step 0", run.checkpoint_dir)
         dist.barrier()  # the followers read the checkpoints once rank 0 has checked their index
-        checkpoints = checkpoints or CheckpointStore(run.checkpoint_dir, opts.keep_checkpoints, job.higher_is_better)
         device = dist.device_for(resolve_device(opts.device))
         seed_everything(opts.seed)
         with active_stop(stop):
