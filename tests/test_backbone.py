@@ -41,6 +41,24 @@ def test_backbone_weights_and_batchnorms_reach_every_task(cli, mini_data_dir):
     assert "backbone" in (cli.cwd / "exp/mtl/log.txt").read_text()
 
 
+def test_a_multi_task_backbone_gives_each_task_it_learned_its_own_batchnorms(cli, mini_data_dir):
+    data = ["--data_dir", str(mini_data_dir)]
+    assert cli("-e", "both", *TINY, *data, "--model", "resnet26", "--task_choice", "shapes-colors").returncode == 0
+    result = cli("-e", "ft", *TINY, *data, "--model", "resnet26", "--task_choice", "colors-digits",
+                 "--backbone", "both", "--last_third_only", "true")
+    assert result.returncode == 0, result.stderr
+    backbone, trained = _weights(cli.cwd / "exp/both"), _weights(cli.cwd / "exp/ft")
+    assert not torch.equal(backbone["final_bn.colors.weight"], backbone["final_bn.shapes.weight"])
+    assert torch.equal(trained["final_bn.colors.weight"], backbone["final_bn.colors.weight"])  # its own
+    assert torch.equal(trained["final_bn.digits.weight"], backbone["final_bn.shapes.weight"])  # the first task's
+    assert torch.equal(trained["stages.1.3.conv2.weight"], backbone["stages.1.3.conv2.weight"])
+    partitioned = cli("-e", "part", *TINY, *data, "--task_choice", "shapes-colors")
+    assert partitioned.returncode == 0, partitioned.stderr
+    refused = cli("-e", "ft2", *TINY, *data, "--task_choice", "digits", "--model", "resnet26", "--backbone", "part",
+                  "--last_third_only", "true")
+    assert refused.returncode == 2 and "--model resnet26" in refused.stderr
+
+
 @pytest.mark.slow
 def test_pipeline_backbone_stage_resumes_and_initialises_teachers_retrains_and_student(main_runner, cli,
                                                                                       mini_data_dir):

@@ -2,9 +2,11 @@
 
 The original loaded `finetuned/0/snapshot_model`, a ResNet-26 trained on the decathlon's imagenet12,
 into every run (`imagenet_pretrained=1`) and copied its BatchNorms into every task's. Here the
-backbone is any finished single-task train run (`exp.imagenet`): its stem, stages and BatchNorms go
-into every task of the model, its final BatchNorm into every task's too (the original filled only
-task 0's, leaving the others at their initial values), its head nowhere (other classes).
+backbone is any finished train run (`exp.imagenet`): its stem, stages and BatchNorms go into every
+task of the model, its final BatchNorm into every task's too (the original filled only task 0's,
+leaving the others at their initial values), its heads nowhere. A multi-task backbone (e.g. share_all
+on the tasks themselves, where no ImageNet exists, as on the task-families benchmark) must share its
+convolutions (a plain ResNet-26); a task it learned takes its own BatchNorms, any other its first task's.
 """
 
 from __future__ import annotations
@@ -41,23 +43,27 @@ def backbone_folder(source: str, exp_root: str | Path) -> Path:
                     "python main.py -e imagenet --config exp.imagenet, or give --backbone none).")
 
 
-def backbone_weights(source: str, exp_root: str | Path) -> tuple[str, dict, Path]:
-    """(the backbone's task, its model state_dict, its folder) from its best (else latest) checkpoint."""
+def backbone_weights(source: str, exp_root: str | Path) -> tuple[list[str], dict, Path]:
+    """(the backbone's tasks, its model state_dict, its folder) from its best (else latest) checkpoint."""
     folder = backbone_folder(source, exp_root)
     loaded = CheckpointStore(folder / "checkpoints").load_best() or CheckpointStore(folder / "checkpoints").load_latest()
     if loaded is None:
         raise UserError(f"--backbone {source}: {folder} has no usable checkpoint (is the run finished?).")
     weights = loaded[1]["model"]
-    tasks = sorted({k.split(".")[1] for k in weights if k.startswith("heads.")})
-    if len(tasks) != 1:
-        raise UserError(f"--backbone {source}: {folder} learned {len(tasks)} tasks; a backbone is a single-task run.")
-    return tasks[0], weights, folder
+    tasks = list(dict.fromkeys(k.split(".")[1] for k in weights if k.startswith("heads.")))
+    if not tasks:
+        raise UserError(f"--backbone {source}: {folder} has no task heads; is it a train run?")
+    if "partition_raw" in weights:
+        raise UserError(f"--backbone {source}: {folder} is a partitioned run; a backbone shares its "
+                        "convolutions (train it with --model resnet26).")
+    return tasks, weights, folder
 
 
 def load_backbone(model: nn.Module, source: str, exp_root: str | Path, log: logging.Logger | None = None) -> int:
     """Copy the backbone run's trunk, stages and BatchNorms into every task of `model`; returns the
     number of tensors copied. UserError when the shapes differ (another width)."""
-    task, weights, folder = backbone_weights(source, exp_root)
+    tasks, weights, folder = backbone_weights(source, exp_root)
+    source_of = {t: t if t in tasks else tasks[0] for t in model.task_names}  # whose BatchNorms each task takes
     own = model.state_dict()
     copied = {}
     for key, value in weights.items():
@@ -65,9 +71,10 @@ def load_backbone(model: nn.Module, source: str, exp_root: str | Path, log: logg
             continue
         parts = key.split(".")
         targets = [key]
-        if parts[0] in BN_PREFIXES and task in parts:
-            at = parts.index(task)
-            targets = [".".join(parts[:at] + [t] + parts[at + 1:]) for t in model.task_names]
+        bn_task = next((p for p in parts if p in tasks), None) if parts[0] in BN_PREFIXES else None
+        if bn_task is not None:
+            at = parts.index(bn_task)
+            targets = [".".join(parts[:at] + [t] + parts[at + 1:]) for t, s in source_of.items() if s == bn_task]
         for target in targets:
             if target not in own:
                 continue
@@ -79,6 +86,6 @@ def load_backbone(model: nn.Module, source: str, exp_root: str | Path, log: logg
             copied[target] = value
     model.load_state_dict(copied, strict=False)
     if log is not None:
-        log.info("backbone %s (%s): %d tensors copied into tasks %s", folder, task, len(copied),
+        log.info("backbone %s (%s): %d tensors copied into tasks %s", folder, ", ".join(tasks), len(copied),
                  ", ".join(model.task_names))
     return len(copied)
