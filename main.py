@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
         return 0
     if not args.exp_id:
         raise UserError("name the run with -e RUN (a folder under exp/), e.g. -e my_first_run.")
-    opts.check_inputs()  # data, files, device: user errors before anything exists on disk
+    opts.check_inputs(args.exp_root)  # data, files, device: user errors before anything exists on disk
     check_world(getattr(opts, "batch_size", 1), job.name)  # torchrun: the same errors on every rank
     if not args.resume:
         run = RunDir(resolve_run_path(args.exp_root, args.exp_id), args.exp_id)

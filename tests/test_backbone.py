@@ -57,6 +57,15 @@ def test_a_multi_task_backbone_gives_each_task_it_learned_its_own_batchnorms(cli
     refused = cli("-e", "ft2", *TINY, *data, "--task_choice", "digits", "--model", "resnet26", "--backbone", "part",
                   "--last_third_only", "true")
     assert refused.returncode == 2 and "--model resnet26" in refused.stderr
+    assert not (cli.cwd / "exp/ft2").exists()  # refused before the run folder exists
+
+
+def test_a_missing_backbone_is_refused_before_the_run_folder_exists(cli, mini_data_dir):
+    for backbone in ("nosuchrun", "exp/nosuchrun"):
+        result = cli("-e", "orphan", *TINY, "--data_dir", str(mini_data_dir), "--backbone", backbone,
+                     "--last_third_only", "true")
+        assert result.returncode == 2 and "no run folder with checkpoints" in result.stderr
+        assert not (cli.cwd / "exp/orphan").exists()
 
 
 @pytest.mark.slow

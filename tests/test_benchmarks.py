@@ -109,3 +109,18 @@ def test_suite_table_has_a_row_per_number_and_names_missing_results(tmp_path):
     assert any(line.startswith("| proxy | (no result") for line in lines) and "config" not in result.stdout
     assert (tmp_path / "suite.md").read_text() == result.stdout
     assert set(json.loads((tmp_path / "suite.json").read_text())) == {"train", "ddp_scaling"}
+
+
+def test_optimizer_comparison_command_lines_are_accepted_by_the_search_job(tmp_path):
+    """Each optimizer's options in the comparison are valid search options (a bad one exits 2 in --help)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("optimizer_comparison", REPO / "benchmarks" / "optimizer_comparison.py")
+    comparison = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(comparison)
+    assert set(comparison.OPTIMIZERS) == {"es", "random", "cma", "ngopt"}
+    for name, options in comparison.OPTIMIZERS.items():
+        result = subprocess.run([sys.executable, str(REPO / "main.py"), "--config", "exp.es_dist", *options,
+                                 "--fixed_fraction", "0.5", "--help"], capture_output=True, text=True, cwd=tmp_path,
+                                timeout=120)
+        assert result.returncode == 0, f"{name}: {result.stderr[-2000:]}"

@@ -8,6 +8,7 @@ values into the field's type; `apply_values` (mtl/config/groups.py) sets them, g
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,10 +48,10 @@ class RunOptions:
     keep_checkpoints: int = option(3, "how many recent checkpoints to keep besides the best", resume_safe=True)
     log_every: int = option(20, "write training scalars every this many steps", resume_safe=True)
 
-    def check_inputs(self) -> None:
-        """What the run needs from this machine (device, data, named files); UserError before the run
-        folder is created. Separate from `validate`, which checks values only (saved configs are
-        re-validated on other machines). Subclasses extend it."""
+    def check_inputs(self, exp_root: str | os.PathLike) -> None:
+        """What the run needs from this machine (device, data, named files and runs under `exp_root`);
+        UserError before the run folder is created. Separate from `validate`, which checks values only
+        (saved configs are re-validated on other machines). Subclasses extend it."""
         from mtl.util.device import resolve_device
 
         resolve_device(self.device)

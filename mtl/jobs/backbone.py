@@ -33,6 +33,13 @@ def check_backbone_choice(last_third_only: bool, backbone: str) -> None:
             "or train every layer with --last_third_only false.")
 
 
+def check_backbone(backbone: str, exp_root: str | Path) -> None:
+    """UserError, before the run folder exists, for a backbone run that is missing, unfinished or
+    partitioned (what `load_backbone` would refuse inside the run)."""
+    if backbone not in ("", NONE):
+        backbone_weights(backbone, exp_root)
+
+
 def backbone_folder(source: str, exp_root: str | Path) -> Path:
     """The run folder `source` names (exp/<id>, <id> under exp_root, or a path); UserError otherwise."""
     root = Path(exp_root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from mtl.config.options import TaskOptions, option
@@ -56,8 +57,8 @@ class DistillOptions(TaskOptions):
     eval_batch_size: int = option(PROXY.eval_batch_size, "images per scoring batch", resume_safe=True, at_least=1)
     amp: bool = option(PROXY.amp, "bf16 autocast on CUDA (ignored on CPU)", resume_safe=True)
 
-    def check_inputs(self) -> None:
-        super().check_inputs()
+    def check_inputs(self, exp_root: str | os.PathLike) -> None:
+        super().check_inputs(exp_root)
         from mtl.jobs.inputs import check_data, check_partition
 
         check_data(self.dataset, self.data_dir, self.task_names())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from mtl.config.groups import Group
@@ -41,8 +42,8 @@ class TrainOptions(TaskOptions):
     exec_mode: str = option("sliced", "partitioned execution: sliced (fast) or masked (same results)",
                             resume_safe=True, choices=("sliced", "masked"))
     partition_seed: int = option(0, "seed of the mask sampler (and of the random partition)")
-    backbone: str = option("", "pretrained backbone (the original's ImageNet model): a finished single-task run "
-                           "(exp.imagenet) whose trunk, stages and BatchNorms initialise every task; none or "
+    backbone: str = option("", "pretrained backbone (the original's ImageNet model): a finished plain ResNet-26 run "
+                           "(exp.imagenet; multi-task allowed) whose trunk, stages and BatchNorms initialise every task; none or "
                            "empty = no backbone (then --last_third_only is an error)")
     init_from: str = option("", "initialise weights from another run (exp/<id> or <id>; its best checkpoint)")
     num_rounds: int = option(40, "rounds of training then validation", resume_safe=True, at_least=1)
@@ -86,14 +87,15 @@ class TrainOptions(TaskOptions):
     write_submission: bool = option(False, "predict the test split and write submission.json at the end",
                                     resume_safe=True)
 
-    def check_inputs(self) -> None:
-        super().check_inputs()
-        from mtl.jobs.backbone import check_backbone_choice
+    def check_inputs(self, exp_root: str | os.PathLike) -> None:
+        super().check_inputs(exp_root)
+        from mtl.jobs.backbone import check_backbone, check_backbone_choice
         from mtl.jobs.inputs import check_data, check_partition
         from mtl.train.distributed import env_world_size
 
         # here, not in validate: a config's own values are validated before the command line's apply
         check_backbone_choice(self.last_third_only, self.backbone)
+        check_backbone(self.backbone, exp_root)
         check_data(self.dataset, self.data_dir, self.task_names())
         if env_world_size() > 1:
             self._check_data_parallel()

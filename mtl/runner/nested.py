@@ -67,7 +67,7 @@ def run_nested(job_name: str, opts: Any, exp_root: str | Path, exp_id: str, *, s
             return read_json(run.results_path)
         run.lock()
     else:
-        opts.check_inputs()
+        opts.check_inputs(exp_root)
         run.create()
     try:
         run.write_config(config_record(job, opts, note or "nested", None))
