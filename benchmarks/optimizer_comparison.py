@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -25,15 +24,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from mtl.config.exp.demo import OPTIONS as DEMO  # noqa: E402
+from mtl.config.exp.families import OPTIONS as FAMILIES  # noqa: E402
 from mtl.data.domains import get_dataset, task_families  # noqa: E402
 from mtl.meta.partition import load_partition  # noqa: E402
 from mtl.meta.structure import family_overlap  # noqa: E402
 from mtl.models.resnet import STAGE_WIDTHS  # noqa: E402
 
+
+def _flags(options: dict, prefix: str) -> list[str]:
+    """`--name value` pairs of the dotted options under `prefix` (lists as [a, b], as main.py reads them)."""
+    return [a for k, v in options.items() if k.startswith(prefix) for a in (f"--{k}", str(v))]
+
+
 # name -> the search's optimizer options (ES: the demo's settings)
 OPTIMIZERS = {
-    "es": ["--optimizer", "es", "--optimizer.init_random", "16", "--optimizer.num_deltas", "8",
-           "--optimizer.num_to_use", "6", "--optimizer.delta_size", "0.1"],
+    "es": ["--optimizer", "es", *_flags(DEMO["search"], "optimizer.")],
     "random": ["--optimizer", "random", "--optimizer_options", "{}"],
     "cma": ["--optimizer", "nevergrad", "--optimizer_options", "{}", "--nevergrad_optimizer", "CMA",
             "--nevergrad_population", "16"],
@@ -55,10 +61,9 @@ def search(exp_root: Path, optimizer: str, seed: int, args: argparse.Namespace) 
     if not best.exists():
         _main_py(exp_root, name, [
             "--config", "exp.es_dist", *OPTIMIZERS[optimizer], "--dataset", args.dataset, "--task_choice", "0-1-2-3",
-            "--fixed_fraction", "0.5", "--budget", str(args.budget), "--seed", str(seed),
-            "--objective.teachers", args.teachers, "--objective.student_init", args.student_init,
-            "--objective.steps", "300", "--objective.batch_size", "8", "--objective.lr_drop_steps", "[200]",
-            "--objective.val_images", "150", "--objective.partition_layers", "last_stage"])
+            "--fixed_fraction", str(DEMO["search"]["fixed_fraction"]), "--budget", str(args.budget),
+            "--seed", str(seed), "--objective.teachers", args.teachers, "--objective.student_init", args.student_init,
+            *_flags(DEMO, "objective.")])  # the demo's proxy budget
     return {**json.loads(best.read_text()), "path": str(best)}
 
 
@@ -110,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     tasks = get_dataset(args.dataset).names
     families = task_families(args.dataset, tasks)
-    channels = max(1, round(STAGE_WIDTHS[-1] * 0.125))  # exp.families' width
+    channels = max(1, round(STAGE_WIDTHS[-1] * FAMILIES["width"]))  # the retrains' last stage
     rows: dict[str, list[dict]] = {}
     for optimizer in args.optimizers.split(","):
         for seed in seeds:
