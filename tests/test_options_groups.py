@@ -172,7 +172,7 @@ def test_a_run_started_before_the_change_resumes_exactly(cli):
 def test_proxy_and_share_amt_defaults_are_defined_once():
     from dataclasses import fields
 
-    from mtl.config.proxy import PROXY
+    from mtl.config.proxy_defaults import PROXY
     from mtl.distill.objective import ProxyObjective
     from mtl.distill.proxy import ProxySchedule
     from mtl.jobs.distill_options import DistillOptions

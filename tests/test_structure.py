@@ -232,3 +232,16 @@ def test_the_readme_layout_names_every_file_and_only_existing_ones():
     missing = sorted(files - existing)
     assert not stale and not missing, f"README layout: names missing files {stale}; leaves out {missing}"
     assert {"mtl/train", "mtl/distill"} <= named
+
+
+def test_no_two_modules_of_the_package_share_a_file_name():
+    """One name, one file: `options.py` in two packages made readers open the wrong one. Named configs
+    (mtl/config/exp/, named after their jobs), `__init__.py` and a plug-in family's `base.py` are exempt."""
+    exempt = {"__init__.py", "base.py"}
+    exp_dir = PACKAGE / "config" / "exp"
+    seen: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name not in exempt and exp_dir not in path.parents:
+            seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    shared = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not shared, f"file names used by more than one module: {shared}"

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Sequence
 
 import torch
 
-from mtl.config.proxy import PROXY, PROXY_HELP
+from mtl.config.proxy_defaults import PROXY, PROXY_HELP
 from mtl.distill.features import READOUTS, FeatureCache, data_folder
 from mtl.distill.population import evaluate_population
 from mtl.distill.proxy import ProxySchedule

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
-from mtl.config.proxy import PROXY
+from mtl.config.proxy_defaults import PROXY
 from mtl.data.domains import get_dataset
 from mtl.distill.features import FeatureCache
 from mtl.distill.sgd import TaskSGD

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from mtl.config.options import TaskOptions, option
-from mtl.config.proxy import PROXY
+from mtl.config.proxy_defaults import PROXY
 from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
 

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from mtl.errors import UserError
-from mtl.methods.options import check_choice, check_positive, options_from_dict  # noqa: F401 (re-exported)
+from mtl.methods.method_options import check_choice, check_positive, options_from_dict  # noqa: F401 (re-exported)
 from mtl.registry import Registry
 
 # The module that registers each method (imported on first use; `import mtl.methods` imports them all).
