@@ -40,6 +40,8 @@ def row(table: dict) -> str:
     variants, structure = table["summary"]["variants"], table.get("structure", {})
 
     def stat(name: str) -> str:
+        if name not in variants:  # a baseline this run did not train
+            return "-"
         e = variants[name]["mean"]
         return f"{100 * e['mean']:.1f} ± {100 * e['std']:.1f}"
 
@@ -57,7 +59,7 @@ def row(table: dict) -> str:
     fixed = next(n for n in variants if n.startswith("share_fixed_"))
     cells = [str(table["settings"].get("seed", "?")), stat("es_best"), "-" if at is None else f"{100 * at:.1f}",
              margin("es_best"), beats, f"{stat('random_best')} ({margin('random_best')})",
-             stat("families") if "families" in variants else "-", stat(fixed), stat("share_all"), stat("independent"),
+             stat("families"), stat(fixed), stat("share_all"), stat("independent"),
              overlap("es_best"), overlap("random_best")]
     return "| " + " | ".join(cells) + " |"
 
