@@ -37,6 +37,18 @@ def test_coercer_reads_every_bool_word(word, value):
     assert coerce_value("x", bool, word, "test") is value
 
 
+@pytest.mark.parametrize("raw, value", [("[share_all,independent]", ["share_all", "independent"]),
+                                        ('["share_all", "independent"]', ["share_all", "independent"]),
+                                        ("share_all,independent", ["share_all", "independent"]), ("[]", [])])
+def test_a_list_option_takes_brackets_with_or_without_quotes(raw, value):
+    assert coerce_value("baselines", list[str], raw, "command line") == value
+
+
+def test_a_malformed_list_is_a_user_error():
+    with pytest.raises(UserError, match="not a valid list"):
+        coerce_value("baselines", list[str], "[share_all", "command line")
+
+
 def test_method_options_pass_the_same_coercer():
     with pytest.raises(UserError, match="not a valid float"):
         build_method("gradnorm", 2, {"alpha": True})

@@ -7,7 +7,6 @@ rejects a list, a bool takes on/off/yes/no/true/false/1/0.
 from __future__ import annotations
 
 import collections.abc
-import json
 import math
 import typing
 from typing import Any
@@ -119,8 +118,11 @@ def _to_list(raw: Any) -> list:
         return list(raw)
     if isinstance(raw, str):
         text = raw.strip()
-        if text.startswith("["):
-            return list(json.loads(text))
+        if text.startswith("["):  # a YAML flow list: JSON, or unquoted words ([share_all,independent])
+            try:
+                return list(yaml.safe_load(text))
+            except yaml.YAMLError as err:
+                raise ValueError(text) from err
         return [part.strip() for part in text.split(",") if part.strip()] if text else []
     return [raw]
 
