@@ -124,3 +124,10 @@ def test_optimizer_comparison_command_lines_are_accepted_by_the_search_job(tmp_p
                                  "--fixed_fraction", "0.5", "--help"], capture_output=True, text=True, cwd=tmp_path,
                                 timeout=120)
         assert result.returncode == 0, f"{name}: {result.stderr[-2000:]}"
+
+
+def test_cpu_scaling_prints_the_speedup_of_processes_run_at_once():
+    out = _run("cpu_scaling.py", "--procs", "2", "--iters", "2", "--repeats", "1")
+    [row] = [line for line in out.splitlines() if line.startswith("| 2 |")]
+    speedup = float(row.split("|")[3].split("x")[0])
+    assert speedup > 0
