@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from distill_helpers import RES, TASKS, WIDTH, train_tiny_teachers
-from mtl.distill.validation import rank_correlations, summarize
+from mtl.distill.validation import rank_correlations, seed_agreement, summarize
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,20 @@ def test_rank_correlations_and_bootstrap_interval():
     low, high = noisy["spearman"]["ci"]
     assert low < noisy["spearman"]["value"] < high <= 1.0
     assert rank_correlations(x, -x, bootstrap=50)["kendall"]["value"] == pytest.approx(-1.0)
+
+
+def test_the_noise_ceiling_uses_every_pair_of_training_seeds():
+    x = np.arange(8.0)
+    agreeing = seed_agreement(np.stack([x, x + 0.5, 2 * x], axis=1))
+    assert agreeing["pairs"] == {"0-1": pytest.approx(1.0), "0-2": pytest.approx(1.0), "1-2": pytest.approx(1.0)}
+    assert agreeing["mean_of_seeds_reliability"] == pytest.approx(1.0)
+    # Seeds 0 and 1 agree, seed 2 ranks the other way: the first pair alone would say 1.0.
+    split = seed_agreement(np.stack([x, x, -x], axis=1))
+    assert split["mean_pair_spearman"] == pytest.approx(-1 / 3) and split["mean_of_seeds_reliability"] is None
+    r = seed_agreement(np.stack([x, x + np.r_[0, 0, 0, 0, 0, 0, 3, -3]], axis=1))["mean_pair_spearman"]
+    assert 0 < r < 1  # two seeds: reliability of their mean is 2r / (1 + r)
+    assert seed_agreement(np.stack([x, x + np.r_[0, 0, 0, 0, 0, 0, 3, -3]], axis=1))[
+        "mean_of_seeds_reliability"] == pytest.approx(2 * r / (1 + r))
 
 
 @pytest.mark.slow

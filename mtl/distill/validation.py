@@ -86,8 +86,22 @@ def summarize(raw: dict) -> dict:
     summary["resource"] = rank_correlations([c["resource"] for c in candidates], full, b, seed)
     seeds = [c["full"].get("seed_scores", []) for c in candidates]
     if all(len(s) >= 2 for s in seeds):  # full training against itself: the ceiling at this training noise
-        summary["full_seed_agreement"] = rank_correlations([s[0] for s in seeds], [s[1] for s in seeds], b, seed)
+        summary["full_seed_agreement"] = seed_agreement(np.array([s[:min(map(len, seeds))] for s in seeds]))
     return summary
+
+
+def seed_agreement(scores: np.ndarray) -> dict:
+    """How reproducible the full-training ranking is: Spearman of every pair of training seeds (columns
+    of `scores`, one row per partition), their mean, and the reliability of the k-seed mean ranking
+    the proxy is compared with (Spearman-Brown of the mean pair: k r / (1 + (k - 1) r); None when the
+    pairs do not agree on average, r <= 0). Every pair counts, because one pair alone can agree far
+    better than the others do."""
+    k = scores.shape[1]
+    pairs = {f"{i}-{j}": _spearman(scores[:, i], scores[:, j]) for i in range(k) for j in range(i + 1, k)}
+    values = [v for v in pairs.values() if v is not None]
+    mean = _num(np.mean(values)) if values else None
+    reliability = k * mean / (1 + (k - 1) * mean) if mean is not None and mean > 0 else None
+    return {"pairs": pairs, "mean_pair_spearman": mean, "seeds": k, "mean_of_seeds_reliability": reliability}
 
 
 def render_report(raw: dict, summary: dict) -> str:
@@ -107,8 +121,11 @@ def render_report(raw: dict, summary: dict) -> str:
     lines += [f"| (mean channel fraction alone) | - | {_fmt(res['spearman'])} | {_fmt(res['kendall'])} | - |"]
     if "full_seed_agreement" in summary:
         agree = summary["full_seed_agreement"]
-        lines += [f"| (full training, seed 1 vs seed 0: the noise ceiling) | - | {_fmt(agree['spearman'])} | "
-                  f"{_fmt(agree['kendall'])} | - |"]
+        pairs = ", ".join(f"{p} {_opt(v)}" for p, v in agree["pairs"].items())
+        lines += [f"| (full training, seed vs seed: the noise ceiling; mean over pairs {pairs}) | - | "
+                  f"{_opt(agree['mean_pair_spearman'])} | - | - |",
+                  f"| (reliability of the {agree['seeds']}-seed mean the proxy is scored against; Spearman-Brown, "
+                  f"- when the seeds do not agree) | - | {_opt(agree['mean_of_seeds_reliability'])} | - | - |"]
     lines += ["",
               "Per-task Spearman (proxy task score vs full-training task accuracy):", ""]
     lines += [f"- {name}: " + ", ".join(f"{t} {v:.2f}" if v is not None else f"{t} -"
@@ -119,6 +136,10 @@ def render_report(raw: dict, summary: dict) -> str:
               for name, entry in summary["budgets"].items() if entry["signals"]]
     lines += [f"  ({s}: {text})" for s, text in SIGNALS.items()]
     return "\n".join(lines) + "\n"
+
+
+def _opt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _fmt(entry: dict) -> str:
