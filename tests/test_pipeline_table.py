@@ -102,6 +102,30 @@ def test_equal_size_sample_has_one_resource_level_and_the_oracle():
     assert len(shared) == len(candidates)  # they differ in what they share
 
 
+def test_family_mix_partitions_move_sharing_from_the_family_to_the_crossed_partner():
+    from mtl.config.loader import load_config
+    from mtl.config.options import build_options
+    from mtl.errors import UserError
+    from mtl.jobs.proxy_validation import sample_candidates
+    from mtl.jobs.proxy_validation_options import ProxyValidationOptions
+
+    values = {**load_config("exp.families_proxy_check").options, "family_mix": [0.25, 0.5], "num_partitions": 1}
+    opts = build_options(ProxyValidationOptions, values, "test")
+    tasks = opts.task_names()
+    candidates = {c["id"]: c["partition"] for c in sample_candidates(opts, tasks)}
+    assert list(candidates) == ["families", "crossed_1", "mix_1_0.25", "mix_1_0.5", "crossed_2", "mix_2_0.25",
+                                "mix_2_0.5", "share_fixed_0.33", "e000"]
+    families = task_families("mini_families", tasks)
+    for name, share in [("mix_1_0.25", 0.25), ("mix_2_0.5", 0.5)]:
+        assert candidates[name].channel_use() == pytest.approx([0.5] * 4)
+        assert realised_masks(candidates[name], 32)[0].sum(axis=1).tolist() == [16] * 4
+        overlap = family_overlap(candidates[name], families, 32)
+        assert overlap["within"] == pytest.approx(0.5 * (1 - share)) and overlap["cross"] == pytest.approx(0.25 * share)
+    for bad in ({"family_mix": [1.0]}, {"family_mix": [0.5], "sample": "spread"}):
+        with pytest.raises(UserError, match="family_mix"):
+            build_options(ProxyValidationOptions, {**values, **bad}, "test").validate()
+
+
 def test_families_benchmark_reads_the_saved_tables(tmp_path, capsys):
     import importlib.util
     import json

@@ -25,7 +25,8 @@ from mtl.runner.context import JobContext
 from mtl.runner.child_options import child_options
 from mtl.runner.nested import run_nested
 from mtl.jobs.proxy_validation_options import ProxyValidationOptions
-from mtl.meta.partition import Partition, crossed_families, preset, rescoring_params, save_partition
+from mtl.meta.partition import (Partition, crossed_families, family_fractions, from_fractions, preset, rescoring_params,
+                                save_partition)
 from mtl.meta.space import PartitionBlock
 from mtl.util.atomic import atomic_write_json
 
@@ -93,8 +94,8 @@ def sample_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> list[di
 
 def equal_size_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> list[dict]:
     """Partitions in which every task uses the same fraction f of the channels: the presets of that size
-    (the families oracle when f = 1/K and its shape on groups that cross the families, share_fixed,
-    independent when f = 1/N), then `num_partitions`
+    (the families oracle when f = 1/K, its shape on groups that cross the families and the `family_mix`
+    partitions between the two, share_fixed, independent when f = 1/N), then `num_partitions`
     seeded draws of the pairwise sharing alone (forward overlaps uniform in their feasible interval,
     backward = forward)."""
     n, families = len(tasks), task_families(opts.dataset, tasks)
@@ -107,6 +108,8 @@ def equal_size_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> lis
             crossed = crossed_families(families, shift)
             if crossed is not None:
                 presets[f"crossed_{shift + 1}"] = preset("families", n, seed=opts.partition_seed, families=crossed)
+                for share in opts.family_mix:
+                    presets[f"mix_{shift + 1}_{share:g}"] = family_mix(families, crossed, share, opts.partition_seed)
     if f >= 1.0 / n:
         share = (f - 1.0 / n) / (1.0 - 1.0 / n)
         presets[f"share_fixed_{share:.2g}"] = preset("share_fixed", n, share_amt=share, seed=opts.partition_seed)
@@ -119,6 +122,14 @@ def equal_size_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> lis
         out.append({"id": f"e{i:03d}", "preset": None,
                     "partition": Partition(raw, tasks=list(tasks), seed=opts.partition_seed, info={"fraction": f})})
     return out
+
+
+def family_mix(families: list[str], crossed: list[str], share: float, seed: int) -> Partition:
+    """Between the families oracle (share 0) and its shape on the crossed groups (share 1): each task
+    keeps its channel fraction and shares `share` of it with its crossed group, the rest with its family."""
+    fractions = (1.0 - share) * family_fractions(families, len(families)) + share * family_fractions(crossed, len(families))
+    raw = from_fractions(fractions, fractions)
+    return Partition(raw[None], seed=seed, info={"family_mix": share, "crossed": list(crossed)})
 
 
 def _tied(partition: Partition, tasks: list[str]) -> Partition:

@@ -33,6 +33,10 @@ class ProxyValidationOptions(DistillOptions):
                          choices=("spread", "equal_size"))
     equal_size_fraction: float = option(0.0, "channel fraction of every task in the equal_size sample (0: 1/K for "
                                         "a dataset of K task families, else 0.5)")
+    family_mix: list[float] = option([], "equal_size sample on a families dataset: partitions between the oracle "
+                                     "and each wrong pairing, a share (0 < a < 1) of every task's channels shared "
+                                     "with its cross-family partner instead of its family (a sample ordered by "
+                                     "design: full training should rank it by a)")
     budgets: dict = option(DEFAULT_BUDGETS, "cheaper proxy budgets: --budgets.<name>.steps 300 (also batch_size, "
                            "lr, ...); the LR drops at 2/3 of the steps unless lr_drop_steps is given; budgets "
                            "may be added on --continue", resume_safe=True,
@@ -66,5 +70,10 @@ class ProxyValidationOptions(DistillOptions):
                                 f"{', '.join(READOUTS)}.")
         if not 0.0 <= self.equal_size_fraction <= 1.0:
             raise UserError(f"--equal_size_fraction must be in [0, 1] (got {self.equal_size_fraction}).")
+        if any(not 0.0 < a < 1.0 for a in self.family_mix):
+            raise UserError(f"--family_mix: every share must be strictly between 0 (the oracle) and 1 (a wrong "
+                            f"pairing), which the sample has already (got {self.family_mix}).")
+        if self.family_mix and self.sample != "equal_size":
+            raise UserError("--family_mix adds to the equal_size sample: also give --sample equal_size.")
         if not self.full_seeds:
             raise UserError("--full_seeds needs at least one seed.")
