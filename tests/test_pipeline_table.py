@@ -121,8 +121,10 @@ def test_family_mix_partitions_move_sharing_from_the_family_to_the_crossed_partn
         assert realised_masks(candidates[name], 32)[0].sum(axis=1).tolist() == [16] * 4
         overlap = family_overlap(candidates[name], families, 32)
         assert overlap["within"] == pytest.approx(0.5 * (1 - share)) and overlap["cross"] == pytest.approx(0.25 * share)
-    for bad in ({"family_mix": [1.0]}, {"family_mix": [0.5], "sample": "spread"}):
-        with pytest.raises(UserError, match="family_mix"):
+    build_options(ProxyValidationOptions, {**values, "num_partitions": 0}, "test").validate()  # 8 named ones
+    for bad in ({"family_mix": [1.0]}, {"family_mix": [0.5], "sample": "spread"},
+                {"dataset": "mini_decathlon", "task_choice": "0-1", "family_mix": [], "num_partitions": 1}):
+        with pytest.raises(UserError, match="family_mix|at least 3 partitions"):
             build_options(ProxyValidationOptions, {**values, **bad}, "test").validate()
 
 

@@ -25,7 +25,7 @@ from mtl.runner.context import JobContext
 from mtl.runner.child_options import child_options
 from mtl.runner.nested import run_nested
 from mtl.jobs.proxy_validation_options import ProxyValidationOptions
-from mtl.meta.partition import (Partition, crossed_families, family_fractions, from_fractions, preset, rescoring_params,
+from mtl.meta.partition import (Partition, equal_size_of, equal_size_presets, preset, rescoring_params,
                                 save_partition)
 from mtl.meta.space import PartitionBlock
 from mtl.util.atomic import atomic_write_json
@@ -99,20 +99,8 @@ def equal_size_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> lis
     seeded draws of the pairwise sharing alone (forward overlaps uniform in their feasible interval,
     backward = forward)."""
     n, families = len(tasks), task_families(opts.dataset, tasks)
-    kinds = len(set(families)) if all(families) else 0
-    f = opts.equal_size_fraction or (1.0 / kinds if kinds > 1 else 0.5)
-    presets = {}
-    if kinds > 1 and abs(f - 1.0 / kinds) < 1e-9:
-        presets["families"] = preset("families", n, seed=opts.partition_seed, families=families)
-        for shift in range(kinds):  # the oracle's shape on the wrong groups: what the proxy must rank lower
-            crossed = crossed_families(families, shift)
-            if crossed is not None:
-                presets[f"crossed_{shift + 1}"] = preset("families", n, seed=opts.partition_seed, families=crossed)
-                for share in opts.family_mix:
-                    presets[f"mix_{shift + 1}_{share:g}"] = family_mix(families, crossed, share, opts.partition_seed)
-    if f >= 1.0 / n:
-        share = (f - 1.0 / n) / (1.0 - 1.0 / n)
-        presets[f"share_fixed_{share:.2g}"] = preset("share_fixed", n, share_amt=share, seed=opts.partition_seed)
+    f = equal_size_of(opts.equal_size_fraction, families)
+    presets = equal_size_presets(families, f, opts.family_mix, opts.partition_seed)
     out = [{"id": name, "preset": name, "partition": _tied(p, tasks)} for name, p in presets.items()]
     rng = np.random.default_rng([opts.seed, 67])
     for i in range(opts.num_partitions):
@@ -122,14 +110,6 @@ def equal_size_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> lis
         out.append({"id": f"e{i:03d}", "preset": None,
                     "partition": Partition(raw, tasks=list(tasks), seed=opts.partition_seed, info={"fraction": f})})
     return out
-
-
-def family_mix(families: list[str], crossed: list[str], share: float, seed: int) -> Partition:
-    """Between the families oracle (share 0) and its shape on the crossed groups (share 1): each task
-    keeps its channel fraction and shares `share` of it with its crossed group, the rest with its family."""
-    fractions = (1.0 - share) * family_fractions(families, len(families)) + share * family_fractions(crossed, len(families))
-    raw = from_fractions(fractions, fractions)
-    return Partition(raw[None], seed=seed, info={"family_mix": share, "crossed": list(crossed)})
 
 
 def _tied(partition: Partition, tasks: list[str]) -> Partition:

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 from mtl.config.groups import Group
 from mtl.config.options import option
+from mtl.data.domains import task_families
 from mtl.errors import UserError
 from mtl.jobs.distill_options import READOUTS, DistillOptions
+from mtl.meta.partition import equal_size_of, equal_size_presets
 
 DEFAULT_BUDGETS = {
     "steps_1000": {"steps": 1000},
@@ -55,8 +57,14 @@ class ProxyValidationOptions(DistillOptions):
 
     def validate(self) -> None:
         super().validate()
-        if self.num_partitions + len(self.presets) < 3:
+        if self.sample == "spread" and self.num_partitions + len(self.presets) < 3:
             raise UserError("proxy validation needs at least 3 partitions (--num_partitions plus --presets).")
+        if self.sample == "equal_size":
+            families = task_families(self.dataset, self.task_names())
+            named = equal_size_presets(families, equal_size_of(self.equal_size_fraction, families), self.family_mix)
+            if self.num_partitions + len(named) < 3:
+                raise UserError(f"proxy validation needs at least 3 partitions: the equal_size sample has "
+                                f"{len(named)} named ({', '.join(named) or 'none'}); raise --num_partitions.")
         low, high = (self.restrict_range + [0, 0])[:2]
         if len(self.restrict_range) != 2 or not 0.0 < low <= high <= 1.0:
             raise UserError(f"--restrict_range must be two fractions 0 < low <= high <= 1 (got {self.restrict_range}).")

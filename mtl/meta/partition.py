@@ -216,6 +216,42 @@ def crossed_families(families: Sequence[str], shift: int = 0) -> list[str] | Non
     return groups
 
 
+def family_mix(families: Sequence[str], crossed: Sequence[str], share: float, seed: int = 0) -> Partition:
+    """Between the families oracle (share 0) and its shape on the crossed groups (share 1): each task
+    keeps its channel fraction and shares `share` of it with its crossed group, the rest with its family."""
+    n = len(families)
+    fractions = (1.0 - share) * family_fractions(families, n) + share * family_fractions(crossed, n)
+    return Partition(from_fractions(fractions, fractions)[None], seed=seed,
+                     info={"family_mix": share, "crossed": list(crossed)})
+
+
+def equal_size_of(fraction: float, families: Sequence[str]) -> float:
+    """The channel fraction of an equal-size sample: `fraction`, or 1/K for K task families, else 0.5."""
+    kinds = len(set(families)) if all(families) else 0
+    return fraction or (1.0 / kinds if kinds > 1 else 0.5)
+
+
+def equal_size_presets(families: Sequence[str], fraction: float, family_mix_shares: Sequence[float] = (),
+                       seed: int = 0) -> dict[str, Partition]:
+    """The named partitions in which every task uses `fraction` of the channels: the families oracle
+    when fraction = 1/K, its shape on each crossing of the families and the `family_mix` partitions
+    between the two, and share_fixed at that size (when fraction >= 1/N)."""
+    n, kinds = len(families), (len(set(families)) if all(families) else 0)
+    out: dict[str, Partition] = {}
+    if kinds > 1 and abs(fraction - 1.0 / kinds) < 1e-9:
+        out["families"] = preset("families", n, seed=seed, families=families)
+        for shift in range(kinds):  # the oracle's shape on the wrong groups: what the proxy must rank lower
+            crossed = crossed_families(families, shift)
+            if crossed is not None:
+                out[f"crossed_{shift + 1}"] = preset("families", n, seed=seed, families=crossed)
+                for share in family_mix_shares:
+                    out[f"mix_{shift + 1}_{share:g}"] = family_mix(families, crossed, share, seed)
+    if fraction >= 1.0 / n:
+        share = (fraction - 1.0 / n) / (1.0 - 1.0 / n)
+        out[f"share_fixed_{share:.2g}"] = preset("share_fixed", n, share_amt=share, seed=seed)
+    return out
+
+
 def share_fixed_masks(num_tasks: int, channels: int, share_amt: float) -> np.ndarray:
     """The original's share_fixed masks, bool [N, C] (forward = backward): task i owns the block
     [i a, (i + 1) a) with a = floor(C (1 - s) / N), and every task uses the common block of the
