@@ -1,4 +1,4 @@
-# make demo: the main job on the embedded mini-decathlon.  make test: the whole test suite.
+# make demo: the main job (the pipeline) on the embedded task-families benchmark.  make test: the whole test suite.
 # Both create .venv when missing and reinstall only when pyproject.toml changed.
 PYTHON ?= python3
 VENV := .venv

@@ -20,8 +20,9 @@ import statistics
 import time
 
 
-def workload(iters: int) -> float:
-    """Seconds for `iters` forward + backward passes of the fixed conv stack (one torch thread)."""
+def workload(iters: int, barrier=None, results=None, slot: int = 0) -> float:
+    """Seconds for `iters` forward + backward passes of the fixed conv stack (one torch thread); with a
+    barrier, the timing starts when every process is ready (imports and warm-up done)."""
     import torch
 
     torch.set_num_threads(1)
@@ -29,17 +30,29 @@ def workload(iters: int) -> float:
     convs = torch.nn.Sequential(*[torch.nn.Conv2d(32 * 16, 32 * 16, 3, padding=1, groups=16) for _ in range(4)])
     x = torch.randn(8, 32 * 16, 8, 8)
     convs(x).square().mean().backward()  # warm-up (allocations, kernel choice)
+    if barrier is not None:
+        barrier.wait()
     start = time.perf_counter()
     for _ in range(iters):
         convs(x).square().mean().backward()
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if results is not None:
+        results[slot] = seconds
+    return seconds
 
 
 def timed_together(procs: int, iters: int) -> list[float]:
-    """Each process's workload time when `procs` of them start at once."""
-    with mp.get_context("spawn").Pool(procs) as pool:
-        pool.map(workload, [1] * procs)  # start every worker (imports) before timing
-        return pool.map(workload, [iters] * procs)
+    """Each process's workload time when `procs` of them start timing at the same moment."""
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(procs), ctx.Array("d", procs)
+    workers = [ctx.Process(target=workload, args=(iters, barrier, results, k)) for k in range(procs)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+        if w.exitcode != 0:
+            raise RuntimeError(f"a workload process exited with status {w.exitcode}")
+    return list(results)
 
 
 def main(argv: list[str] | None = None) -> int:

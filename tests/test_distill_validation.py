@@ -29,7 +29,8 @@ def test_the_noise_ceiling_uses_every_pair_of_training_seeds():
     x = np.arange(8.0)
     agreeing = seed_agreement(np.stack([x, x + 0.5, 2 * x], axis=1))
     assert agreeing["pairs"] == {"0-1": pytest.approx(1.0), "0-2": pytest.approx(1.0), "1-2": pytest.approx(1.0)}
-    assert agreeing["mean_of_seeds_reliability"] == pytest.approx(1.0)
+    assert agreeing["mean_of_seeds_reliability"] == pytest.approx(1.0) == agreeing["mean_of_seeds_ceiling"]
+    assert list(seed_agreement(np.stack([x, x], axis=1), [3, 7])["pairs"]) == ["3-7"]  # named by seed
     # Seeds 0 and 1 agree, seed 2 ranks the other way: the first pair alone would say 1.0.
     split = seed_agreement(np.stack([x, x, -x], axis=1))
     assert split["mean_pair_spearman"] == pytest.approx(-1 / 3) and split["mean_of_seeds_reliability"] is None

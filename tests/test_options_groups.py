@@ -39,9 +39,17 @@ def test_coercer_reads_every_bool_word(word, value):
 
 @pytest.mark.parametrize("raw, value", [("[share_all,independent]", ["share_all", "independent"]),
                                         ('["share_all", "independent"]', ["share_all", "independent"]),
-                                        ("share_all,independent", ["share_all", "independent"]), ("[]", [])])
+                                        ("share_all,independent", ["share_all", "independent"]), ("[]", []),
+                                        ("[yes, on]", ["yes", "on"])])
 def test_a_list_option_takes_brackets_with_or_without_quotes(raw, value):
     assert coerce_value("baselines", list[str], raw, "command line") == value
+
+
+def test_list_items_take_their_own_type_not_yamls_guess():
+    assert coerce_value("lr_drop_steps", list[int], "[010, 1800]", "command line") == [10, 1800]
+    assert coerce_value("full_seeds", list[int], "[0,1,2]", "command line") == [0, 1, 2]
+    nodes = coerce_value("graph_model", list[dict], '[{"name": "trunk", "channels": 16}]', "command line")
+    assert nodes == [{"name": "trunk", "channels": 16}]
 
 
 def test_a_malformed_list_is_a_user_error():

@@ -236,7 +236,8 @@ def test_the_readme_layout_names_every_file_and_only_existing_ones():
 
 def test_no_two_modules_of_the_package_share_a_file_name():
     """One name, one file: `options.py` in two packages made readers open the wrong one. Named configs
-    (mtl/config/exp/, named after their jobs), `__init__.py` and a plug-in family's `base.py` are exempt."""
+    (mtl/config/exp/, named after what they run: a job, a dataset), `__init__.py` and a plug-in family's
+    `base.py` are exempt."""
     exempt = {"__init__.py", "base.py"}
     exp_dir = PACKAGE / "config" / "exp"
     seen: dict[str, list[str]] = {}

@@ -80,7 +80,7 @@ def _coerce(name: str, typ: Any, origin: Any, args: tuple, raw: Any, source: str
         return str(raw) if not isinstance(raw, (bool, list, tuple, dict)) else _fail()
     if origin in (list, tuple, collections.abc.Sequence) or typ in (list, tuple):
         item = args[0] if args and args[0] is not Ellipsis else Any
-        return [coerce_value(name, item, v, source) for v in _to_list(raw)]
+        return [coerce_value(name, item, v, source) for v in _to_list(raw, item)]
     if origin in (dict, collections.abc.Mapping) or typ is dict:
         value = _parse_scalar(raw) if isinstance(raw, str) else raw
         return _check_finite(name, dict(value), source) if isinstance(value, dict) else _fail()
@@ -113,14 +113,17 @@ def _to_int(raw: Any) -> int:
     return int(raw)
 
 
-def _to_list(raw: Any) -> list:
+def _to_list(raw: Any, item: Any = Any) -> list:
     if isinstance(raw, (list, tuple)):
         return list(raw)
     if isinstance(raw, str):
         text = raw.strip()
         if text.startswith("["):  # a YAML flow list: JSON, or unquoted words ([share_all,independent])
+            # Scalar items stay strings (no octal 010, no yes -> True): their own type decides. Others
+            # (graph_model's node dicts) keep YAML's numbers.
+            loader = yaml.BaseLoader if item in (str, int, float, bool) else yaml.SafeLoader
             try:
-                return list(yaml.safe_load(text))
+                return list(yaml.load(text, Loader=loader))
             except yaml.YAMLError as err:
                 raise ValueError(text) from err
         return [part.strip() for part in text.split(",") if part.strip()] if text else []

@@ -86,22 +86,27 @@ def summarize(raw: dict) -> dict:
     summary["resource"] = rank_correlations([c["resource"] for c in candidates], full, b, seed)
     seeds = [c["full"].get("seed_scores", []) for c in candidates]
     if all(len(s) >= 2 for s in seeds):  # full training against itself: the ceiling at this training noise
-        summary["full_seed_agreement"] = seed_agreement(np.array([s[:min(map(len, seeds))] for s in seeds]))
+        k = min(map(len, seeds))
+        ids = candidates[0]["full"].get("seeds", list(range(k)))[:k]
+        summary["full_seed_agreement"] = seed_agreement(np.array([s[:k] for s in seeds]), ids)
     return summary
 
 
-def seed_agreement(scores: np.ndarray) -> dict:
-    """How reproducible the full-training ranking is: Spearman of every pair of training seeds (columns
-    of `scores`, one row per partition), their mean, and the reliability of the k-seed mean ranking
-    the proxy is compared with (Spearman-Brown of the mean pair: k r / (1 + (k - 1) r); None when the
-    pairs do not agree on average, r <= 0). Every pair counts, because one pair alone can agree far
-    better than the others do."""
+def seed_agreement(scores: np.ndarray, seed_ids: Sequence[int] | None = None) -> dict:
+    """How reproducible the full-training ranking is. `scores`: one row per partition, one column per
+    training seed (`seed_ids`). Spearman of every pair of seeds and their mean r (what one seed's ranking
+    can say about another's); the Spearman-Brown reliability of the k-seed mean the proxy is scored
+    against, k r / (1 + (k - 1) r), and its square root, the correlation a perfect proxy could expect
+    with that mean (both None when the pairs do not agree on average, r <= 0). Every pair counts,
+    because one pair alone can agree far better than the others do."""
     k = scores.shape[1]
-    pairs = {f"{i}-{j}": _spearman(scores[:, i], scores[:, j]) for i in range(k) for j in range(i + 1, k)}
+    ids = list(seed_ids) if seed_ids is not None else list(range(k))
+    pairs = {f"{ids[i]}-{ids[j]}": _spearman(scores[:, i], scores[:, j]) for i in range(k) for j in range(i + 1, k)}
     values = [v for v in pairs.values() if v is not None]
     mean = _num(np.mean(values)) if values else None
     reliability = k * mean / (1 + (k - 1) * mean) if mean is not None and mean > 0 else None
-    return {"pairs": pairs, "mean_pair_spearman": mean, "seeds": k, "mean_of_seeds_reliability": reliability}
+    return {"pairs": pairs, "mean_pair_spearman": mean, "seeds": k, "mean_of_seeds_reliability": reliability,
+            "mean_of_seeds_ceiling": math.sqrt(reliability) if reliability is not None else None}
 
 
 def render_report(raw: dict, summary: dict) -> str:
@@ -122,10 +127,11 @@ def render_report(raw: dict, summary: dict) -> str:
     if "full_seed_agreement" in summary:
         agree = summary["full_seed_agreement"]
         pairs = ", ".join(f"{p} {_opt(v)}" for p, v in agree["pairs"].items())
-        lines += [f"| (full training, seed vs seed: the noise ceiling; mean over pairs {pairs}) | - | "
+        lines += [f"| (full training, one seed vs another: mean over the pairs {pairs}) | - | "
                   f"{_opt(agree['mean_pair_spearman'])} | - | - |",
-                  f"| (reliability of the {agree['seeds']}-seed mean the proxy is scored against; Spearman-Brown, "
-                  f"- when the seeds do not agree) | - | {_opt(agree['mean_of_seeds_reliability'])} | - | - |"]
+                  f"| (the noise ceiling: what a perfect proxy could reach against the {agree['seeds']}-seed mean, "
+                  f"the square root of its Spearman-Brown reliability; - when the seeds do not agree) | - | "
+                  f"{_opt(agree['mean_of_seeds_ceiling'])} | - | - |"]
     lines += ["",
               "Per-task Spearman (proxy task score vs full-training task accuracy):", ""]
     lines += [f"- {name}: " + ", ".join(f"{t} {v:.2f}" if v is not None else f"{t} -"

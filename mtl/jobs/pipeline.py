@@ -1,6 +1,6 @@
 """The pipeline job: backbone -> teachers -> ES search -> random search -> proxy scores -> retrain -> one table.
 
-    python main.py -e demo --config exp.demo          # mini-decathlon on a CPU (make demo)
+    python main.py -e demo --config exp.demo          # the task-families benchmark on a CPU (make demo)
     python main.py -e full --config exp.pipeline      # Visual Decathlon on a GPU machine
     python main.py -e demo --continue                 # after a crash: finished stages are skipped
 

@@ -95,7 +95,7 @@ def sample_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> list[di
 def equal_size_candidates(opts: ProxyValidationOptions, tasks: list[str]) -> list[dict]:
     """Partitions in which every task uses the same fraction f of the channels: the presets of that size
     (the families oracle when f = 1/K, its shape on groups that cross the families and the `family_mix`
-    partitions between the two, share_fixed, independent when f = 1/N), then `num_partitions`
+    partitions between the two, share_fixed: share_fixed_0, i.e. independent, when f = 1/N), then `num_partitions`
     seeded draws of the pairwise sharing alone (forward overlaps uniform in their feasible interval,
     backward = forward)."""
     n, families = len(tasks), task_families(opts.dataset, tasks)

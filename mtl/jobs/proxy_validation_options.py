@@ -59,12 +59,6 @@ class ProxyValidationOptions(DistillOptions):
         super().validate()
         if self.sample == "spread" and self.num_partitions + len(self.presets) < 3:
             raise UserError("proxy validation needs at least 3 partitions (--num_partitions plus --presets).")
-        if self.sample == "equal_size":
-            families = task_families(self.dataset, self.task_names())
-            named = equal_size_presets(families, equal_size_of(self.equal_size_fraction, families), self.family_mix)
-            if self.num_partitions + len(named) < 3:
-                raise UserError(f"proxy validation needs at least 3 partitions: the equal_size sample has "
-                                f"{len(named)} named ({', '.join(named) or 'none'}); raise --num_partitions.")
         low, high = (self.restrict_range + [0, 0])[:2]
         if len(self.restrict_range) != 2 or not 0.0 < low <= high <= 1.0:
             raise UserError(f"--restrict_range must be two fractions 0 < low <= high <= 1 (got {self.restrict_range}).")
@@ -85,3 +79,18 @@ class ProxyValidationOptions(DistillOptions):
             raise UserError("--family_mix adds to the equal_size sample: also give --sample equal_size.")
         if not self.full_seeds:
             raise UserError("--full_seeds needs at least one seed.")
+        if self.sample == "equal_size":
+            self._check_equal_size_sample()
+
+    def _check_equal_size_sample(self) -> None:
+        """The named partitions the equal_size sample will hold (mtl/meta/partition.py decides): at least 3
+        partitions in all, and the family_mix ones when asked for."""
+        families = task_families(self.dataset, self.task_names())
+        fraction = equal_size_of(self.equal_size_fraction, families)
+        named = equal_size_presets(families, fraction, self.family_mix)
+        if self.num_partitions + len(named) < 3:
+            raise UserError(f"proxy validation needs at least 3 partitions: the equal_size sample has "
+                            f"{len(named)} named ({', '.join(named) or 'none'}); raise --num_partitions.")
+        if self.family_mix and not any(name.startswith("mix_") for name in named):
+            raise UserError(f"--family_mix needs a dataset of K task families of K tasks each and the fraction 1/K "
+                            f"(got dataset {self.dataset} with families {families}, fraction {fraction:g}).")

@@ -32,7 +32,7 @@ OPTIONS = {
     "full_config": "exp.families",
     # 900 steps, as the demo retrained until 2026-12-03 (the README's figures); the demo's 600 are noisier
     "full": {**{k: v for k, v in _TRAIN.items() if k not in ("width", "input_res")},
-                     **_DEMO["retrain"], "num_rounds": 3, "lr_drop_steps": [600]},
+             "num_rounds": 3, "train_iters": 300, "lr_drop_steps": [600], "partition_layers": "last_stage"},
     "full_seeds": [0, 1, 2],
     "sample": "equal_size",
     "num_partitions": 6,
