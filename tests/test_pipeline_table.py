@@ -123,7 +123,8 @@ def test_family_mix_partitions_move_sharing_from_the_family_to_the_crossed_partn
         assert overlap["within"] == pytest.approx(0.5 * (1 - share)) and overlap["cross"] == pytest.approx(0.25 * share)
     build_options(ProxyValidationOptions, {**values, "num_partitions": 0}, "test").validate()  # 8 named ones
     for bad in ({"family_mix": [1.0]}, {"family_mix": [0.5], "sample": "spread"},
-                {"dataset": "mini_decathlon", "task_choice": "0-1", "family_mix": [], "num_partitions": 1}):
+                {"dataset": "mini_decathlon", "task_choice": "0-1", "family_mix": [], "num_partitions": 1},
+                {"equal_size_fraction": 0.4, "num_partitions": 3}):  # no oracle at 0.4, so no mixes
         with pytest.raises(UserError, match="family_mix|at least 3 partitions"):
             build_options(ProxyValidationOptions, {**values, **bad}, "test").validate()
 

@@ -91,6 +91,6 @@ class ProxyValidationOptions(DistillOptions):
         if self.num_partitions + len(named) < 3:
             raise UserError(f"proxy validation needs at least 3 partitions: the equal_size sample has "
                             f"{len(named)} named ({', '.join(named) or 'none'}); raise --num_partitions.")
-        if self.family_mix and not any(name.startswith("mix_") for name in named):
+        if self.family_mix and not any("family_mix" in p.info for p in named.values()):
             raise UserError(f"--family_mix needs a dataset of K task families of K tasks each and the fraction 1/K "
                             f"(got dataset {self.dataset} with families {families}, fraction {fraction:g}).")

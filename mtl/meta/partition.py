@@ -225,9 +225,14 @@ def family_mix(families: Sequence[str], crossed: Sequence[str], share: float, se
                      info={"family_mix": share, "crossed": list(crossed)})
 
 
+def _family_count(families: Sequence[str]) -> int:
+    """K, the number of task families (0 when a task has none)."""
+    return len(set(families)) if all(families) else 0
+
+
 def equal_size_of(fraction: float, families: Sequence[str]) -> float:
     """The channel fraction of an equal-size sample: `fraction`, or 1/K for K task families, else 0.5."""
-    kinds = len(set(families)) if all(families) else 0
+    kinds = _family_count(families)
     return fraction or (1.0 / kinds if kinds > 1 else 0.5)
 
 
@@ -236,7 +241,7 @@ def equal_size_presets(families: Sequence[str], fraction: float, family_mix_shar
     """The named partitions in which every task uses `fraction` of the channels: the families oracle
     when fraction = 1/K, its shape on each crossing of the families and the `family_mix` partitions
     between the two, and share_fixed at that size (when fraction >= 1/N)."""
-    n, kinds = len(families), (len(set(families)) if all(families) else 0)
+    n, kinds = len(families), _family_count(families)
     out: dict[str, Partition] = {}
     if kinds > 1 and abs(fraction - 1.0 / kinds) < 1e-9:
         out["families"] = preset("families", n, seed=seed, families=families)
