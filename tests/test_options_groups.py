@@ -78,6 +78,41 @@ def test_help_lists_the_chosen_methods_options_typed(capsys):
     assert "restoring-force" in out and "DICT" not in out
 
 
+def _help_sections(capsys, *argv) -> dict[str, list[str]]:
+    """--help's option names under each group heading."""
+    job, opts, name = _new(*argv)
+    print_options(job, opts, name)
+    sections: dict[str, list[str]] = {}
+    heading = None
+    for line in capsys.readouterr().out.split("values after config", 1)[1].splitlines()[1:]:
+        if re.fullmatch(r" (\w+):", line):
+            heading = line.strip(" :")
+            assert heading not in sections, f"group {heading} printed twice"
+            sections[heading] = []
+        elif line.startswith("  --"):
+            sections[heading].append(line.split()[0][2:])
+    return sections
+
+
+def test_help_lists_the_shared_groups_then_the_jobs_own(capsys):
+    train = _help_sections(capsys, "--config", "exp.mini_dec", "--mtl_method", "gradnorm")
+    assert list(train) == ["run", "tasks", "model", "partition", "train"]
+    assert train["model"] == ["width", "input_res"] and train["partition"] == ["partition", "partition_seed"]
+    assert "method.alpha" in train["train"] and "seed" in train["run"] and "dataset" in train["tasks"]
+    distill = _help_sections(capsys, "--config", "exp.mini_dist")
+    assert list(distill) == ["run", "tasks", "model", "partition", "distill"]
+    assert distill["model"] == train["model"] and distill["partition"] == train["partition"]  # one definition
+    search = _help_sections(capsys, "--config", "exp.es_debug")
+    assert list(search) == ["run", "tasks", "search"]
+
+
+def test_the_partition_group_checks_only_where_a_partition_is_used():
+    with pytest.raises(UserError, match="neither a .json file nor a preset"):
+        _new("--config", "exp.mini_dist", "--partition", "share_most")
+    _, opts, _ = _new("--config", "exp.mini_dec", "--model", "resnet26", "--partition", "share_most")
+    assert opts.partition == "share_most"  # a plain ResNet-26 has no partition to read it
+
+
 def test_no_config_help_shows_a_dict_option(capsys):
     for config in available_configs():
         job, opts, name = _new("--config", config)

@@ -14,7 +14,7 @@ from typing import Any
 
 from mtl.config.groups import print_notes, resolve_groups
 from mtl.config.loader import describe_configs, load_config
-from mtl.config.options import apply_values, describe_options, option_fields
+from mtl.config.options import apply_values, describe_options, option_fields, option_group
 from mtl.errors import UserError
 from mtl.jobs import Job, get_job
 
@@ -164,7 +164,12 @@ def print_options(job: Job, opts: Any, config_name: str, out=None) -> None:
     out.write(USAGE)
     out.write(f"\noptions of job '{job.name}' (values after config {config_name}; "
               "* = may change on --continue):\n")
+    heading = None
     for name, type_name, value, help_text, resume_safe in describe_options(opts):
+        group = option_group(type(opts), name.split(".")[0]) or job.name
+        if group != heading:
+            out.write(f" {group}:\n")
+            heading = group
         mark = "*" if resume_safe else " "
         line = f"  --{name} {type_name.upper()}"
         out.write(f"{line:<34}{mark} {help_text} (default: {value!r})\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mtl.config.coerce import check_bounds, coerce_settings, coerce_value  # noqa: F401  (the one coercer)
 from mtl.config.groups import Group, apply_values, describe_group, field_types, option_fields, resolve_groups
@@ -41,6 +41,8 @@ def option(default: Any, help: str, *, resume_safe: bool = False, choices: tuple
 class RunOptions:
     """Options every job has."""
 
+    GROUP: ClassVar[str] = "run"  # the heading of this class's own options in --help
+
     seed: int = option(0, "random seed for weights, data order and augmentation")
     device: str = option("auto", "auto, cpu, cuda or cuda:N", resume_safe=True)
     data_dir: str = option("data", "dataset root (holds decathlon/ and mini_decathlon/)", resume_safe=True)
@@ -69,14 +71,66 @@ class RunOptions:
 class TaskOptions(RunOptions):
     """Options of a job on some tasks of a dataset: the tasks group."""
 
+    GROUP: ClassVar[str] = "tasks"
+
     dataset: str = option("mini_decathlon", "dataset under data_dir", choices=DATASET_CHOICES)
     task_choice: str = option("1-2-3-4-5-6-7-8-9", "dash list of task indices or names (see README)")
+
+    def validate(self) -> None:
+        super().validate()
+        self.task_names()
 
     def task_names(self) -> list[str]:
         """The chosen domains, in task order; UserError for a bad --task_choice."""
         from mtl.data.domains import choose_tasks
 
         return choose_tasks(self.dataset, self.task_choice)
+
+
+@dataclass
+class ModelShapeOptions(TaskOptions):
+    """The model group: the size of the ResNet-26 (a distilled student's must match its teachers')."""
+
+    GROUP: ClassVar[str] = "model"
+
+    width: float = option(1.0, "channel width factor of ResNet-26 (a distilled student: its teachers')", above=0)
+    input_res: int = option(72, "input resolution (below 72: downscaled on the device, for CPU demos; a distilled "
+                            "student: its teachers')", at_least=1)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.width <= 0 or self.input_res < 1:
+            raise UserError(f"--width must be positive and --input_res at least 1 (got {self.width} and "
+                            f"{self.input_res}).")
+
+
+@dataclass
+class PartitionOptions(TaskOptions):
+    """The partition group: which channels of the partitioned layers each task uses."""
+
+    GROUP: ClassVar[str] = "partition"
+
+    partition: str = option("share_all", "partition: share_all, independent, share_fwd_only, share_fixed:S, random, "
+                            "families (a families dataset's oracle), or a partition .json file")
+    partition_seed: int = option(0, "seed of the mask sampler (and of the random partition)")
+
+    def uses_partition(self) -> bool:
+        """Whether the run builds a partitioned model (a job whose model may be plain overrides it)."""
+        return True
+
+    def check_inputs(self, exp_root: str | os.PathLike) -> None:
+        super().check_inputs(exp_root)
+        if self.uses_partition():
+            from mtl.meta.partition import check_partition_file
+
+            check_partition_file(self.partition, self.task_names())
+
+    def validate(self) -> None:
+        super().validate()
+        if self.uses_partition():
+            from mtl.meta.partition import check_partition_spec
+
+            check_partition_spec(self.partition)
 
 
 def build_options(cls: type, values: dict[str, Any], source: str, notes: list[str] | None = None) -> Any:
@@ -98,6 +152,15 @@ def build_options(cls: type, values: dict[str, Any], source: str, notes: list[st
 def dotted(prefix: str, **values: Any) -> dict[str, Any]:
     """`{prefix}.{key}` -> value, for config modules: ``**dotted("optimizer", delta_size=0.1)``."""
     return {f"{prefix}.{key}": value for key, value in values.items()}
+
+
+def option_group(cls: type, name: str) -> str:
+    """The group heading of option `name` of options class `cls`: the `GROUP` of the shared group class
+    that first declares it ("run", "tasks", "model", "partition"), "" for the job's own options."""
+    for klass in reversed(cls.__mro__):
+        if name in vars(klass).get("__annotations__", {}):
+            return vars(klass).get("GROUP", "")
+    return ""
 
 
 def describe_options(opts: Any) -> list[tuple[str, str, Any, str, bool]]:

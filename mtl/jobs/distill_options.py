@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from mtl.config.options import TaskOptions, option
+from mtl.config.options import ModelShapeOptions, PartitionOptions, option
 from mtl.config.proxy_defaults import PROXY
 from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
@@ -14,17 +14,12 @@ READOUTS = ("original", "teacher_bn")  # proxy_readout's choices, implemented in
 
 
 @dataclass
-class DistillOptions(TaskOptions):
+class DistillOptions(PartitionOptions, ModelShapeOptions):
     """Score a partition: a partitioned student learns the teachers' last-stage features (original §3.8)."""
 
     dataset: str = option("decathlon", "dataset under data_dir", choices=DATASET_CHOICES)  # the original's
     teachers: str = option("teachers", "single-task teacher runs: comma list of exp/<id> (one per task) or a "
                            "folder of runs (relative to the experiment root or a path)")
-    width: float = option(1.0, "channel width factor (must match the teachers)", above=0)
-    input_res: int = option(72, "input resolution (must match the teachers)")
-    partition: str = option("share_all", "partition: share_all, independent, share_fwd_only, share_fixed:S, "
-                            "random, or a partition .json file")
-    partition_seed: int = option(0, "seed of the mask sampler (and of the random partition)")
     partition_layers: str = option(PROXY.partition_layers, "partitioned layers of the student: last_stage_conv1 "
                                    "(the original's) or last_stage (residual stream too)",
                                    choices=("last_stage_conv1", "last_stage"))
@@ -59,19 +54,14 @@ class DistillOptions(TaskOptions):
 
     def check_inputs(self, exp_root: str | os.PathLike) -> None:
         super().check_inputs(exp_root)
-        from mtl.jobs.inputs import check_data, check_partition
+        from mtl.jobs.inputs import check_data
 
         check_data(self.dataset, self.data_dir, self.task_names())
-        check_partition(self.partition, self.task_names())
 
     def validate(self) -> None:
         super().validate()
-        for name in ("steps", "batch_size", "input_res", "val_images", "eval_batch_size"):
+        for name in ("steps", "batch_size", "val_images", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name} must be at least 1 (got {getattr(self, name)}).")
-        if self.lr <= 0 or self.width <= 0:
-            raise UserError("--lr and --width must be positive.")
-        self.task_names()
-        from mtl.meta.partition import check_partition_spec
-
-        check_partition_spec(self.partition)
+        if self.lr <= 0:
+            raise UserError(f"--lr must be positive (got {self.lr}).")

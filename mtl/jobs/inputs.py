@@ -35,11 +35,3 @@ def check_data(dataset: str, data_dir: str, tasks: Sequence[str]) -> None:
         raise UserError(f"the mini-decathlon is not prepared in {folder} and {existing} is not writable, so it "
                         f"cannot be built there; pick a writable --data_dir, or run python main.py --prepare "
                         "mini_decathlon --data_dir DIR where you can write.")
-
-
-def check_partition(spec: str, tasks: Sequence[str]) -> None:
-    """A partition given as a file must exist and match the tasks (presets are checked by validate)."""
-    if spec.endswith(".json") or os.path.sep in spec:
-        from mtl.meta.partition import load_partition
-
-        load_partition(spec, tasks)

@@ -68,4 +68,3 @@ class PipelineOptions(TaskOptions):
             raise UserError(f"--baselines: {', '.join(bad)} not a preset (choices: share_all, independent, "
                             "share_fwd_only, random; share_fixed amounts go in --share_fixed, the families "
                             "oracle is --oracle).")
-        self.task_names()

@@ -6,12 +6,12 @@ import os
 from dataclasses import dataclass
 
 from mtl.config.groups import Group
-from mtl.config.options import TaskOptions, option
+from mtl.config.options import ModelShapeOptions, PartitionOptions, option
 from mtl.errors import UserError
 
 
 @dataclass
-class TrainOptions(TaskOptions):
+class TrainOptions(PartitionOptions, ModelShapeOptions):
     """Multi-task training: by default as in the original (one task's batch per step, that task's own
     SGD: method 'naive'); any other --mtl_method takes one batch of every task per step and steps one
     SGD over shared and task parameters with the method's combined update."""
@@ -27,21 +27,17 @@ class TrainOptions(TaskOptions):
     grad_source: str = option("shared", "gradient source the model declares: shared (all shared params), "
                               "last_shared (last shared layer) or representation (shared features)",
                               choices=("shared", "last_shared", "representation"))
-    width: float = option(1.0, "channel width factor of ResNet-26", above=0)
     dropout: float = option(0.3, "dropout before the heads", at_least=0, below=1)
     last_third_only: bool = option(False, "freeze the conv weights of the stem and the first two stages")
     stem_relu: bool = option(False, "ReLU after the stem's BatchNorm (not in the original's ResNet-26)")
     bn_semantics: str = option("original", "original: every task's optimizer holds every task's BatchNorms and "
                                "under last_third_only the final BN does not train; own: only the task's own "
                                "BatchNorms, the final BN always trains", choices=("original", "own"))
-    partition: str = option("share_all", "partition: share_all, independent, share_fwd_only, "
-                            "share_fixed:S, random, or a partition .json file")
     partition_layers: str = option("last_stage_conv1", "partitioned layers: last_stage_conv1 (the original's with "
                                    "last_third_only), all_stages_conv1 (the original's without), last_stage, all",
                                    choices=("last_stage_conv1", "all_stages_conv1", "last_stage", "all"))
     exec_mode: str = option("sliced", "partitioned execution: sliced (fast) or masked (same results)",
                             resume_safe=True, choices=("sliced", "masked"))
-    partition_seed: int = option(0, "seed of the mask sampler (and of the random partition)")
     backbone: str = option("", "pretrained backbone (the original's ImageNet model): a finished plain ResNet-26 run "
                            "(exp.imagenet; multi-task allowed) whose trunk, stages and BatchNorms initialise every task; none or "
                            "empty = no backbone (then --last_third_only is an error)")
@@ -65,7 +61,6 @@ class TrainOptions(TaskOptions):
     clip_grad: float = option(0.0, "clip each step's gradient norm (over the stepping task's parameters) to this; "
                               "0 = off (the original's --clip_grad)")
     train_on_valid: bool = option(False, "train on train + val (the benchmark rules allow it)")
-    input_res: int = option(72, "input resolution (below 72: downscaled on the device, for CPU demos)", at_least=1)
     val_max_images: int = option(0, "validate on at most this many images per task (0 = all)", resume_safe=True, at_least=0)
     eval_batch_size: int = option(256, "images per evaluation batch", resume_safe=True, at_least=1)
     divergence_patience: int = option(5, "stop as diverged after this many non-finite steps in a row (each "
@@ -90,7 +85,7 @@ class TrainOptions(TaskOptions):
     def check_inputs(self, exp_root: str | os.PathLike) -> None:
         super().check_inputs(exp_root)
         from mtl.jobs.backbone import check_backbone, check_backbone_choice
-        from mtl.jobs.inputs import check_data, check_partition
+        from mtl.jobs.inputs import check_data
         from mtl.train.distributed import env_world_size
 
         # here, not in validate: a config's own values are validated before the command line's apply
@@ -99,28 +94,21 @@ class TrainOptions(TaskOptions):
         check_data(self.dataset, self.data_dir, self.task_names())
         if env_world_size() > 1:
             self._check_data_parallel()
-        if self.model.startswith("partitioned"):
-            check_partition(self.partition, self.task_names())
         if self.curriculum_order:
             self.task_order()
 
     def validate(self) -> None:
         super().validate()
-        for name in ("num_rounds", "train_iters", "batch_size", "input_res"):
+        for name in ("num_rounds", "train_iters", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name} must be at least 1 (got {getattr(self, name)}).")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"--dropout must be in [0, 1) (got {self.dropout}).")
-        if self.lr <= 0 or self.width <= 0 or self.curriculum_temperature <= 0:
-            raise UserError("--lr, --width and --curriculum_temperature must be positive.")
+        if self.lr <= 0 or self.curriculum_temperature <= 0:
+            raise UserError("--lr and --curriculum_temperature must be positive.")
         if self.curriculum_order and self.curriculum != "fixed":
             raise UserError(f"--curriculum_order is only read by --curriculum fixed (got --curriculum "
                             f"{self.curriculum}); add --curriculum fixed or drop --curriculum_order.")
-        self.task_names()
-        if self.model.startswith("partitioned"):
-            from mtl.meta.partition import check_partition_spec
-
-            check_partition_spec(self.partition)
         self._validate_model_and_method()
 
     def _validate_model_and_method(self) -> None:
@@ -140,6 +128,9 @@ class TrainOptions(TaskOptions):
         if method.uses_task_optimizers and self.grad_source != "shared":
             raise UserError(f"--grad_source {self.grad_source} has no effect with --mtl_method "
                             f"{self.mtl_method} (each task steps its own optimizer on its own gradient).")
+
+    def uses_partition(self) -> bool:
+        return self.model.startswith("partitioned")
 
     def task_order(self) -> list[int] | None:
         """The fixed curriculum's task positions (None: round robin); UserError for a bad file."""

@@ -407,6 +407,13 @@ def is_partition_file(spec: str) -> bool:
     return spec.endswith(".json") or os.path.sep in spec
 
 
+def check_partition_file(spec: str, tasks: Sequence[str]) -> None:
+    """A partition given as a file must exist and match `tasks` (a preset's value is checked by
+    `check_partition_spec`); UserError otherwise."""
+    if is_partition_file(spec):
+        load_partition(spec, tasks)
+
+
 def check_partition_spec(spec: str) -> None:
     """UserError unless `spec` is a partition file name or a preset (`share_fixed:S` with 0 <= S <= 1);
     values only: a file's existence and tasks are checked with the run's inputs."""
