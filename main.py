@@ -12,7 +12,7 @@ from mtl.config.cli import parse_args, print_options, print_usage, resolve_new, 
 from mtl.errors import UserError
 from mtl.runner.execute import config_record
 from mtl.runner.launch import EXIT_USER, launch
-from mtl.train.distributed import Dist, check_world, env_rank, init_from_env
+from mtl.train.distributed import Dist, check_world, env_rank, env_world_size, exit_process, init_from_env
 from mtl.util.device import resolve_device
 from mtl.util.run_dir import RunDir, resolve_run_path
 
@@ -72,10 +72,12 @@ def main(argv: list[str]) -> int:
     if not args.resume:
         run = RunDir(resolve_run_path(args.exp_root, args.exp_id), args.exp_id)
     dist = init_from_env(wants_cuda=resolve_device(opts.device).type == "cuda")
+    status = None
     try:
-        return _run(args, argv, job, opts, config_name, run, dist)
+        status = _run(args, argv, job, opts, config_name, run, dist)
+        return status
     finally:
-        dist.close()
+        dist.close(together=status == 0)
 
 
 def _run(args, argv: list[str], job, opts, config_name, run: RunDir, dist: Dist) -> int:
@@ -104,4 +106,7 @@ def _command(argv: list[str], dist: Dist) -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(sys.argv[1:]))
+    status = run_cli(sys.argv[1:])
+    if env_world_size() > 1:
+        exit_process(status)  # torchrun: no interpreter teardown (mtl/train/distributed.py says why)
+    sys.exit(status)

@@ -1,6 +1,7 @@
 """Proxy evaluations per hour through each worker backend: in-process vs local (N workers) vs Ray (N actors).
 
-    python benchmarks/pool_throughput.py                                    # mini size, 2 workers, 5 repeats
+    python benchmarks/pool_throughput.py                                    # mini size, 2 workers, 9 repeats
+    python benchmarks/pool_throughput.py --generation 8                     # half an ES generation
     python benchmarks/pool_throughput.py --steps 4 --val_images 8 --repeats 1 --generation 4   # smoke size
 
 Each backend evaluates the same generations of random partitions with the distillation proxy on a
@@ -8,7 +9,13 @@ synthetic feature cache of mini size (ResNet-26 width 0.25, 32 px, 6 tasks; benc
 explains why synthetic features cost the same). Every pool is built once and warmed up with one
 generation (worker start, cache build), then the backends are measured in interleaved rounds
 (inprocess, local, ray, inprocess, ...) so that a change of machine load hits all of them; the table
-gives the median rate over the rounds and the max/min spread.
+gives the median rate over the rounds and the max/min spread, and the speedup over in-process as the
+median [min, max] of each round's own ratio (the two rates measured side by side).
+
+A generation is 16 candidates by default, as an ES generation (exp.es_dist: 8 antithetic pairs); each of
+N workers stacks 16 / N of them (on one CPU thread at mini size, stacks of 4, 8 and 16 ran within 8 % of
+each other). `--backends inprocess,local` leaves Ray out: a local Ray cluster's own processes take a
+share of a small machine from every backend while it is up.
 """
 
 from __future__ import annotations
@@ -89,8 +96,8 @@ def run_generation(pool, candidates) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2, help="local workers and Ray actors")
-    parser.add_argument("--generation", type=int, default=8, help="candidates per generation")
-    parser.add_argument("--repeats", type=int, default=5, help="measured rounds per backend (after a warm-up)")
+    parser.add_argument("--generation", type=int, default=16, help="candidates per generation (16: an ES generation)")
+    parser.add_argument("--repeats", type=int, default=9, help="measured rounds per backend (after a warm-up)")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--val_images", type=int, default=64)
     parser.add_argument("--width", type=float, default=0.25)
@@ -125,11 +132,12 @@ def main() -> None:
             pool.close()
     print(f"{len(tasks)} tasks, width {args.width}, {args.input_res} px, {args.steps} steps, {args.val_images} val "
           f"images/task, generation {args.generation}, {args.workers} workers, {cores} cores, {args.repeats} rounds")
-    print(f"{'backend':<10} {'evals/h (median)':>17} {'max/min':>8} {'vs inprocess':>13}")
-    base = statistics.median(rates[backends[0]])
+    print(f"{'backend':<10} {'evals/h (median)':>17} {'max/min':>8} {'vs ' + backends[0] + ' (per round)':>30}")
     for name in backends:
-        median = statistics.median(rates[name])
-        print(f"{name:<10} {median:17.0f} {max(rates[name]) / min(rates[name]):8.2f} {median / base:13.2f}")
+        ratios = [r / b for r, b in zip(rates[name], rates[backends[0]])]
+        spread = f"{statistics.median(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]"
+        print(f"{name:<10} {statistics.median(rates[name]):17.0f} {max(rates[name]) / min(rates[name]):8.2f} "
+              f"{spread:>30}")
 
 
 if __name__ == "__main__":

@@ -137,9 +137,19 @@ class Dist:
             return torch.device("cuda", self.local_rank)
         return device
 
-    def close(self) -> None:
-        if self.active and torch_dist.is_initialized():
-            torch_dist.destroy_process_group()
+    def close(self, together: bool = False) -> None:
+        """Leave the process group. `together` (a run that ended well): first wait until every rank is
+        here, so that no rank tears down its gloo transport while a peer still works (rank 0 writes the
+        results alone); a follower that left early made the peer abort at exit (SIGABRT, 'terminate
+        called without an active exception'), which torchrun reports as a failed job."""
+        if not (self.active and torch_dist.is_initialized()):
+            return
+        if together:
+            try:
+                torch_dist.barrier(group=self.group)
+            except RuntimeError:  # a peer has gone already: nothing left to wait for
+                pass
+        torch_dist.destroy_process_group()
 
     def _all_reduce(self, tensors: list[Tensor], mean: bool) -> None:
         if not self.active or not tensors:
@@ -153,6 +163,24 @@ class Dist:
 
 
 SINGLE = Dist()
+
+
+def exit_process(status: int) -> None:
+    """End a torchrun rank with `status` once its files are closed: flush the logs and the console, then
+    `os._exit`, skipping the interpreter's teardown. That teardown (C++ static destructors, after the
+    process group is destroyed) aborted a rank about one exit in ten when its output went to a pipe
+    (SIGABRT, 'terminate called without an active exception'), and torchrun then reports a job that
+    ended well as failed."""
+    import logging
+    import sys
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken console loses nothing of the run's own files
+            pass
+    os._exit(status)
 
 
 def init_from_env(wants_cuda: bool) -> Dist:
