@@ -10,7 +10,7 @@ import torch
 from mtl.data.domains import get_dataset
 from mtl.methods import build_method
 from mtl.models.graph_config import build_graph_model
-from mtl.train.distributed import SINGLE, Dist, check_same_state, model_buffers
+from mtl.train.distributed import SINGLE, Dist, check_same_state, exit_process, model_buffers
 from mtl.train.task_step import train_step
 from mtl.methods.gramian import NonFiniteGradients, check_finite
 from mtl.train.method_step import MethodNet, _adapts, multi_task_step
@@ -108,3 +108,4 @@ def rank_main(rank: int, world: int, init_method: str, out_dir: str) -> None:
         raise
     finally:
         torch.distributed.destroy_process_group()
+    exit_process(0)  # as torchrun ranks end (mtl/train/distributed.py says why)

@@ -131,3 +131,26 @@ def test_cpu_scaling_prints_the_speedup_of_processes_run_at_once():
     [row] = [line for line in out.splitlines() if line.startswith("| 2 |")]
     speedup = float(row.split("|")[3].split("x")[0])
     assert speedup > 0
+
+
+def _load_benchmark(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_teacher_alignment_sees_channels_not_information():
+    """Two teachers computing the same features in other channels: the proxy's channel-by-channel view
+    says they disagree, the basis-free CKA says they hold the same information."""
+    align = _load_benchmark("teacher_alignment")
+    a = torch.randn(40, 6, 3, 3, generator=torch.Generator().manual_seed(0))
+    assert align.channel_correlation(a, a) == pytest.approx(1.0)
+    assert align.channel_correlation(a, -a) == pytest.approx(-1.0)
+    shuffled = a[:, [3, 4, 5, 0, 1, 2]]
+    assert abs(align.channel_correlation(a, shuffled)) < 0.5
+    assert align.linear_cka(a, shuffled) == pytest.approx(1.0)
+    other = torch.randn(40, 6, 3, 3, generator=torch.Generator().manual_seed(1))
+    assert align.linear_cka(a, other) < 0.5

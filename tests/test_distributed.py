@@ -84,9 +84,11 @@ def test_state_checksums_tell_states_apart():
 @pytest.fixture(scope="module")
 def two_rank_states(tmp_path_factory):
     """Every case of ddp_helpers.CASES trained by 2 spawned gloo ranks: {case: [rank0, rank1]}."""
-    # Known flake, cause not found yet: about one start in ten, both ranks abort mid-run with "terminate
-    # called without an active exception" (SIGABRT, no Python error; file:// and tcp:// stores alike, only
-    # under pytest's output capture). One retry on that signal alone; every assertion still applies.
+    # Known flake: about one start in ten, a rank aborted with "terminate called without an active
+    # exception" (SIGABRT, no Python error; file:// and tcp:// stores alike, only under pytest's output
+    # capture). The same abort of torchrun ranks came from the interpreter's teardown at exit (3 of 45
+    # runs with a pipe, 0 of 60 once ranks end with exit_process); rank_main ends that way now too. The one
+    # retry on that signal alone stays until the fixture is shown free of it; every assertion still applies.
     for attempt in range(2):
         out = tmp_path_factory.mktemp("ddp")
         with socket.socket() as probe:
