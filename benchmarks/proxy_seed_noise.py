@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--val_images", type=int, default=150)
     parser.add_argument("--partition_layers", default="last_stage")
+    parser.add_argument("--readout", default="original", choices=("original", "teacher_bn", "probe"),
+                        help="the proxy's readout (mtl/distill/features.py READOUTS)")
     parser.add_argument("--json", help="also write the scores to this file")
     args = parser.parse_args(argv)
 
@@ -94,9 +96,10 @@ def main(argv: list[str] | None = None) -> int:
                                exp_root=args.exp_root, steps=args.steps, batch_size=args.batch_size,
                                lr_drop_steps=[2 * args.steps // 3], val_images=args.val_images,
                                eval_batch_size=300, partition_layers=args.partition_layers,
-                               student_init=args.student_init)
+                               student_init=args.student_init, proxy_readout=args.readout)
     scores = seed_scores(objective, partitions, seeds)
-    print(f"proxy {args.steps} x {args.batch_size}, seeds {seeds}, every task at {args.fraction:g} of the channels")
+    print(f"proxy {args.steps} x {args.batch_size}, readout {args.readout}, seeds {seeds}, every task at "
+          f"{args.fraction:g} of the channels")
     print("| partition | mean | std | " + " | ".join(f"seed {s}" for s in seeds) + " |")
     print("|---|---|---|" + "---|" * len(seeds))
     for name, row in zip(partitions, scores):

@@ -37,8 +37,8 @@ class ProxyDefaults:
                                      "(the original's) or last_stage")
     stack: str = _setting("grouped", "how stacked students run: grouped (convolutions) or vmap (torch.func)")
     student_init: str = _setting("", "run whose last stage initialises the student; empty = He init from the seed")
-    proxy_readout: str = _setting("original", "original (after the final BN + ReLU) or teacher_bn (the raw last "
-                                  "block)")
+    proxy_readout: str = _setting("original", "original (after the final BN + ReLU, the teacher's head), teacher_bn "
+                                  "(the raw last block) or probe (a ridge probe on the student's kept channels)")
     amp: bool = _setting(True, "bf16 autocast on CUDA (ignored on CPU)")
 
 

@@ -33,12 +33,14 @@ _CHUNK = 256  # images per teacher forward while building the cache
 #   original    the last block's output after the final BatchNorm + ReLU (the teacher's for the target,
 #               the student's own, untrained, for the student), scored by the teacher's head on it;
 #   teacher_bn  the last block's raw output, scored through the teacher's final BN + ReLU and head.
-READOUTS = ("original", "teacher_bn")
+#   probe       distilled as the original's, scored by a ridge probe fitted to the student's own kept
+#               channels (k-fold on the validation subset; mtl/distill/probe.py) instead of the teacher's head.
+READOUTS = ("original", "teacher_bn", "probe")
 
 
 def distilled(outs: list[Tensor], readout: str) -> list[Tensor]:
     """The distilled features among `ResNet26.features` outputs (blocks..., final map)."""
-    return outs[:-2] + [outs[-1]] if readout == "original" else outs[:-1]
+    return outs[:-1] if readout == "teacher_bn" else outs[:-2] + [outs[-1]]
 
 
 def teacher_readout(model, task: str, final_block: Tensor, mask: Tensor | None = None) -> Tensor:

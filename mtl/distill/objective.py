@@ -47,7 +47,7 @@ class ProxyObjective:
         stack: "grouped" or "vmap" stacking of a population.
         max_population: largest stack trained at once (0: a whole batch of candidates).
         student_init: a run whose last stage initialises every student ("" = He init per seed).
-        proxy_readout: "original" or "teacher_bn" (mtl/distill/features.py READOUTS).
+        proxy_readout: "original", "teacher_bn" or "probe" (mtl/distill/features.py READOUTS).
         amp: bf16 autocast on CUDA.
         param_name: the params entry holding the raw [2, N, N] partition (the space's, when given).
     """

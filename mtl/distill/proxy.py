@@ -6,7 +6,9 @@ MSE between the student's and the teacher's last-stage block outputs (the studen
 trunk output), the last one after the final BatchNorm and ReLU (each network's own). Score: per task,
 the teacher's head on the student's final map, accuracy on the fixed validation subset divided by the
 domain's `proxy_reference`; the mean over tasks. (`proxy_readout` teacher_bn: the raw last block is
-distilled and scored through the teacher's final BatchNorm; mtl/distill/features.py READOUTS.) Batches are a pure function of the step, identical for every
+distilled and scored through the teacher's final BatchNorm; probe: distilled as the original's, scored
+by a ridge probe fitted to the student's own kept channels, mtl/distill/probe.py; mtl/distill/features.py
+READOUTS.) Batches are a pure function of the step, identical for every
 candidate of a population (common random numbers) and for a resumed run.
 """
 
@@ -23,6 +25,7 @@ from torch import Tensor
 from mtl.config.proxy_defaults import PROXY
 from mtl.data.domains import get_dataset
 from mtl.distill.features import FeatureCache
+from mtl.distill.probe import probe_correct
 from mtl.distill.sgd import TaskSGD
 from mtl.distill.student import StackedStudent, distill_loss
 from mtl.meta.partition import Partition
@@ -108,9 +111,11 @@ class ProxyTrainer:
         """Per candidate on the validation subset: task -> teacher-head accuracy, and task -> mean
         KL(teacher || teacher head on the student's features), a finer-grained fidelity signal."""
         tasks, p = self.cache.tasks, self.student.size
+        probe = getattr(self.cache, "proxy_readout", "original") == "probe"
         correct = torch.zeros(len(tasks), p, dtype=torch.long)
         kl = torch.zeros(len(tasks), p, dtype=torch.float64)
         for t in range(len(tasks)):
+            pooled, seen = [], []
             for x, labels, teacher in self.cache.val_batches(t, self.schedule.eval_batch_size):
                 with _autocast(x.device, self.amp):
                     last = self.student.forward(x, t, train=False)[-1]  # [B, P, C, h, w]
@@ -120,12 +125,24 @@ class ProxyTrainer:
                         mask = self.student.final_mask(t)
                         mask = None if mask is None else mask.repeat(len(x), 1)
                         logits = self.cache.readout(t, last.flatten(0, 1), mask).float().view(len(x), p, -1)
-                correct[t] += (logits.argmax(-1) == labels.view(-1, 1)).sum(0).cpu()
+                if probe:
+                    pooled.append(self._kept_channels(t, last.float().mean((3, 4))))
+                    seen.append(labels)
+                else:
+                    correct[t] += (logits.argmax(-1) == labels.view(-1, 1)).sum(0).cpu()
                 gap = teacher.unsqueeze(1) - torch.log_softmax(logits, -1)
                 kl[t] += (teacher.exp().unsqueeze(1) * gap).sum((0, 2)).double().cpu()
+            if probe and pooled:
+                classes = get_dataset(self.cache.dataset).domain(tasks[t]).num_classes
+                correct[t] = probe_correct(torch.cat(pooled), torch.cat(seen), classes).cpu()
         sizes = [max(n, 1) for n in self.cache.val_sizes]
         return ([{task: int(correct[t, c]) / sizes[t] for t, task in enumerate(tasks)} for c in range(p)],
                 [{task: float(kl[t, c]) / sizes[t] for t, task in enumerate(tasks)} for c in range(p)])
+
+    def _kept_channels(self, t: int, pooled: Tensor) -> Tensor:
+        """Pooled final features [B, P, C] with the channels task t does not use zeroed."""
+        mask = self.student.final_mask(t)
+        return pooled if mask is None else pooled * mask.to(pooled.dtype).unsqueeze(0)
 
     def score(self) -> list[dict]:
         """Per candidate: score, per_task (accuracy / reference), accuracy, kl, teacher_accuracy, loss, resource."""
@@ -156,7 +173,7 @@ def build_student(cache: FeatureCache, partitions: Sequence[Partition], seeds: S
                   init: dict | None = None, stack: str = "grouped", layers: str = "last_stage_conv1") -> StackedStudent:
     """A StackedStudent shaped like the cache's teachers, on the cache's device."""
     c_in, channels, blocks = cache.student_shape()
-    final_bn = getattr(cache, "proxy_readout", "original") == "original"
+    final_bn = getattr(cache, "proxy_readout", "original") in ("original", "probe")
     return StackedStudent(len(cache.tasks), partitions, seeds, c_in=c_in, channels=channels, blocks=blocks,
                           device=cache.device, init=init, stack=stack, layers=layers, final_bn=final_bn)
 

@@ -10,7 +10,7 @@ from mtl.config.proxy_defaults import PROXY
 from mtl.data.domains import DATASET_CHOICES
 from mtl.errors import UserError
 
-READOUTS = ("original", "teacher_bn")  # proxy_readout's choices, implemented in mtl/distill/features.py
+READOUTS = ("original", "teacher_bn", "probe")  # proxy_readout's choices, implemented in mtl/distill/features.py
 
 
 @dataclass
@@ -27,7 +27,9 @@ class DistillOptions(PartitionOptions, ModelShapeOptions):
                                "ImageNet model); empty = He init from --seed")
     proxy_readout: str = option(PROXY.proxy_readout, "original: the last block distilled after the final BN + ReLU "
                                 "(the student's own) and scored by the teacher's head on it; teacher_bn: the raw last "
-                                "block distilled, scored through the teacher's final BN", choices=READOUTS)
+                                "block distilled, scored through the teacher's final BN; probe: distilled as "
+                                "original, scored by a ridge probe fitted to the student's own kept channels",
+                                choices=READOUTS)
     steps: int = option(PROXY.steps, "student training steps (tasks in round robin)", at_least=1)
     batch_size: int = option(PROXY.batch_size, "images per step", at_least=1)
     lr: float = option(PROXY.lr, "SGD learning rate (Nesterov)", above=0)
