@@ -11,7 +11,7 @@ from mtl.commands import list_command
 from mtl.config.cli import parse_args, print_options, print_usage, resolve_new, resolve_resume, wrap
 from mtl.errors import UserError
 from mtl.runner.execute import config_record
-from mtl.runner.launch import EXIT_USER, launch
+from mtl.runner.launch import EXIT_OK, EXIT_USER, launch
 from mtl.train.distributed import Dist, check_world, env_rank, env_world_size, exit_process, init_from_env
 from mtl.util.device import resolve_device
 from mtl.util.run_dir import RunDir, resolve_run_path
@@ -107,6 +107,9 @@ def _command(argv: list[str], dist: Dist) -> list[str]:
 
 if __name__ == "__main__":
     status = run_cli(sys.argv[1:])
-    if env_world_size() > 1:
-        exit_process(status)  # torchrun: no interpreter teardown (mtl/train/distributed.py says why)
+    if env_world_size() > 1 and status == EXIT_OK:
+        # torchrun, a run that ended well: no interpreter teardown (mtl/train/distributed.py says why).
+        # Every other ending exits as usual, keeping its timing: a rank that exits at once can be the
+        # root cause torchrun names, or can get rank 0 stopped before it printed the user error.
+        exit_process(status)
     sys.exit(status)

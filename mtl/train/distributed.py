@@ -166,8 +166,8 @@ SINGLE = Dist()
 
 
 def exit_process(status: int) -> None:
-    """End a torchrun rank with `status` once its files are closed: flush the logs and the console, then
-    `os._exit`, skipping the interpreter's teardown. That teardown (C++ static destructors, after the
+    """End a torchrun rank whose run ended well once its files are closed: flush the logs and the console,
+    then `os._exit(status)`, skipping the interpreter's teardown. That teardown (C++ static destructors, after the
     process group is destroyed) aborted a rank about one exit in ten when its output went to a pipe
     (SIGABRT, 'terminate called without an active exception'), and torchrun then reports a job that
     ended well as failed."""
